@@ -1,0 +1,34 @@
+# The first two targets are the README's: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "metrix-importer needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(VENV)/.installed
+	@$(PY) -m importer.demo
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check importer tests benchmarks
+	$(BIN)/mypy
+
+bench: $(VENV)/.dev-installed
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) bench .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""One exception tree for the whole importer.
+
+Context (file, row, column, value, HTTP status) lives in attributes so that reports
+read attributes, never parsed strings. Every message ends with what to do next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; each is documented in the README and covered by a test."""
+
+    OK = 0  # every row valid / sent
+    ROWS_FAILED = 1  # finished, some rows failed: see the failure CSV
+    USAGE = 2  # bad command line or mapping
+    INPUT_UNREADABLE = 3  # the input file cannot be read at all
+    ABORTED = 4  # credentials rejected or endpoint unusable
+    LOCKED = 5  # another run holds the state file
+    INTERNAL = 70  # a bug in the importer (EX_SOFTWARE)
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+
+class ImporterError(Exception):
+    """Base of every error the importer raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+@dataclass(frozen=True)
+class MappingProblem:
+    """One problem in a mapping file, located by its YAML path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class MappingError(ImporterError):
+    """The mapping file is invalid; carries every problem found, not just the first."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, source: str, problems: list[MappingProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        count = len(problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(
+            f"{source}: the mapping has {count} {noun}:\n{lines}\n"
+            "Fix these in the mapping file and run the command again."
+        )
+
+
+class SourceError(ImporterError):
+    """The input file cannot be read at all (missing, empty, not a spreadsheet, ...)."""
+
+    exit_code = ExitCode.INPUT_UNREADABLE
+
+    def __init__(self, path: str, problem: str, hint: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{path}: {problem}" + (f"\n{hint}" if hint else ""))
+
+
+class ConversionError(ValueError):
+    """A cell's text cannot become the value its field needs.
+
+    ``reason`` is short and stable (used to group counts in the summary);
+    ``hint`` says what to do. The row builder adds the field and column.
+    """
+
+    def __init__(self, reason: str, value: str = "", hint: str = "") -> None:
+        self.reason = reason
+        self.value = value
+        self.hint = hint
+        super().__init__(reason)
