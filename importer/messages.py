@@ -1,0 +1,365 @@
+"""Rows to Metrix ``user`` messages: the compiled mapping and deterministic message ids.
+
+Pure: no files, no network. ``RowMapper`` is built once per input from a validated
+mapping and the file's header; ``map_row`` is the hot path, so everything that can be
+decided before the first row (column positions, converters, constants) is decided here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from importer import convert as cv
+from importer.config import DATE_KINDS, FieldSpec, Mapping
+from importer.errors import ConversionError, MappingError, MappingProblem
+from importer.phone import canonical_phone_for_hash
+
+# Columns the importer adds to a failure CSV; they are never data (see report.py).
+REPORT_COLUMNS = ("_row", "_stage", "_error", "_source")
+SOFT_MAX_ATTRIBUTES = 50
+SOFT_MAX_BYTES = 512
+# Fixed namespace for message ids: uuid5(NAMESPACE, customUserId + content).
+MESSAGE_ID_NAMESPACE = bytes.fromhex("6f1b0c2e9a4d5b3c8e7f10a2b3c4d5e6")
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Why one value of a row could not be produced."""
+
+    path: str
+    column: str | None
+    value: str
+    reason: str
+    hint: str = ""
+
+    @property
+    def key(self) -> str:
+        """A short, stable text used to count problems of the same kind."""
+        return f"{self.column or self.path}: {self.reason}"
+
+    def __str__(self) -> str:
+        shown = f' ("{_shorten(self.value)}")' if self.value else ""
+        text = f"{self.column or self.path}: {self.reason}{shown}"
+        return f"{text}. {self.hint}" if self.hint else f"{text}."
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class MappedRow:
+    """A valid row: the customUserId and its ``user`` message (without ``id``)."""
+
+    user_id: str
+    message: dict[str, Any]
+
+
+# A step of the compiled plan:
+# (target key, cell index or -1, converter, required, default text, spec)
+_Step = tuple[str, int, cv.Converter, bool, "str | None", FieldSpec]
+
+
+class RowMapper:
+    """A mapping compiled against one file's header."""
+
+    def __init__(self, mapping: Mapping, header: Sequence[str], run_time_ms: int) -> None:
+        self.mapping = mapping
+        self.header = list(header)
+        self.run_time_ms = run_time_ms
+        self.warnings: Counter[str] = Counter()
+        self._positions = {name: i for i, name in enumerate(self.header)}
+        problems: list[MappingProblem] = []
+        self._check_columns(problems)
+        if problems:
+            raise MappingError(mapping.path, problems)
+        self._zone = cv.get_timezone(mapping.source.timezone)
+        self._null_empty = mapping.empty == "null"
+        self._user_id = self._step("customUserId", mapping.user_id, problems)
+        self._time = None if mapping.time is None else self._step("time", mapping.time, problems)
+        self._fields = [self._step(k, s, problems) for k, s in mapping.fields.items()]
+        custom = dict(mapping.custom)
+        if mapping.unmapped == "custom":
+            used = {column for _, column in mapping.column_specs()}
+            for name in self.header:
+                if name not in used and name not in custom and not _is_report_column(name):
+                    custom[name] = FieldSpec(f"unmapped.{name}", "string", column=name)
+        self._custom = [self._step(k, s, problems) for k, s in custom.items()]
+        self._hashes = self._hash_plan(problems)
+        if problems:
+            raise MappingError(mapping.path, problems)
+        if len(custom) > SOFT_MAX_ATTRIBUTES:
+            self.warnings[
+                f"{len(custom)} custom attributes per message; Metrix's SDKs cap events at "
+                f"{SOFT_MAX_ATTRIBUTES} (sent anyway)"
+            ] += 1
+
+    # --- compiling --------------------------------------------------------------
+
+    def _check_columns(self, problems: list[MappingProblem]) -> None:
+        bare = {name.split("#", 1)[0] for name in self.header if "#" in name}
+        for path, column in self.mapping.column_specs():
+            if column in self._positions:
+                if column in bare:
+                    problems.append(
+                        MappingProblem(
+                            f"{path}.column",
+                            f"the file has several columns named '{column}'; "
+                            f"say which with '{column}' (the first) or '{column}#2', '{column}#3'",
+                        )
+                    )
+                continue
+            match = difflib.get_close_matches(column, self.header, n=1, cutoff=0.5)
+            hint = f"; the closest header is '{match[0]}'" if match else ""
+            problems.append(
+                MappingProblem(
+                    f"{path}.column",
+                    f"the file has no column '{column}'{hint}. "
+                    f"Its columns are: {', '.join(_visible(self.header))}",
+                )
+            )
+
+    def _converter(self, key: str, spec: FieldSpec) -> cv.Converter:
+        kind = spec.kind
+        zone = cv.get_timezone(spec.timezone) if spec.timezone else self._zone
+        base: cv.Converter
+        if kind in ("id", "text", "string"):
+            base = _identity
+        elif kind == "email":
+            base = cv.to_email
+        elif kind == "phone":
+            base = cv.make_phone(spec.phone_format, spec.region)
+        elif kind == "gender":
+            base = cv.make_gender(spec.values)
+        elif kind in DATE_KINDS:
+            base = cv.make_date_converter(kind, spec.formats, zone)
+        elif kind == "int":
+            base = cv.make_int(spec.thousands)
+        elif kind == "float":
+            base = cv.make_float(spec.thousands)
+        elif kind == "bool":
+            base = cv.make_bool(spec.true_values, spec.false_values)
+        elif kind == "json":
+            base = cv.to_json
+        else:  # pragma: no cover - config validation makes this unreachable
+            raise ValueError(f"unknown kind {kind!r}")
+        if spec.values and kind != "gender":
+            base = cv.make_lookup(spec.values, base)
+        if kind not in ("id", "text", "string", "email", "phone", "json"):
+            # Few distinct values (gender, flags, tiers, dates) repeat down a column.
+            base = cv.cached(base)
+        for name in reversed(spec.transform):
+            base = _then(cv.TRANSFORMS[name], base)
+        return base
+
+    def _step(self, key: str, spec: FieldSpec, problems: list[MappingProblem]) -> _Step:
+        convert = self._converter(key, spec)
+        if spec.has_value:
+            try:
+                constant = convert(cv.clean(_cell_text(spec.value)))
+            except ConversionError as exc:
+                problems.append(
+                    MappingProblem(
+                        f"{spec.path}.value", f"{exc.reason}: {spec.value!r}. {exc.hint}"
+                    )
+                )
+                constant = None
+            return (key, -1, _constant(constant), spec.required, None, spec)
+        if spec.default is not None:
+            try:
+                convert(cv.clean(spec.default))
+            except ConversionError as exc:
+                problems.append(
+                    MappingProblem(f"{spec.path}.default", f"{exc.reason}: {spec.default!r}")
+                )
+        index = self._positions.get(spec.column or "", -1)
+        return (key, index, convert, spec.required, spec.default, spec)
+
+    def _hash_plan(
+        self, problems: list[MappingProblem]
+    ) -> list[tuple[str, int, str | None, FieldSpec | None]]:
+        plan: list[tuple[str, int, str | None, FieldSpec | None]] = []
+        for name, spec in self.mapping.hashed.items():
+            if spec.from_field is not None:
+                plan.append((name, -1, spec.from_field, self.mapping.fields.get(spec.from_field)))
+            else:
+                plan.append((name, self._positions[spec.column or ""], None, None))
+        return plan
+
+    # --- the hot path -----------------------------------------------------------
+
+    def map_row(self, cells: Sequence[str]) -> MappedRow | list[RowProblem]:
+        """Map one row's cells to a message, or list every problem the row has."""
+        problems: list[RowProblem] = []
+        user_id = self._value(self._user_id, cells, problems)
+        message: dict[str, Any] = {"type": "user"}
+        if self._time is not None:
+            moment = self._value(self._time, cells, problems)
+            # An empty time cell means "no known update time": the run's start time.
+            message["time"] = self.run_time_ms if moment is _MISSING else moment
+        else:
+            message["time"] = self.run_time_ms
+        missing = _MISSING
+        for step in self._fields:
+            value = self._value(step, cells, problems)
+            if value is not missing:
+                message[step[0]] = value
+        if self._hashes:
+            self._add_hashes(message, cells)
+        if self._custom:
+            attributes: dict[str, Any] = {}
+            for step in self._custom:
+                value = self._value(step, cells, problems)
+                if value is not missing:
+                    attributes[step[0]] = value
+                    if type(value) is str and len(value) > SOFT_MAX_BYTES // 4:
+                        self._check_size(step[0], value)
+            if attributes:
+                message["customAttributes"] = attributes
+        if problems:
+            return problems
+        if user_id is missing or user_id is None:  # pragma: no cover - required
+            return [RowProblem("user_id", self.mapping.user_id.column, "", "is empty")]
+        return MappedRow(str(user_id), message)
+
+    def _value(self, step: _Step, cells: Sequence[str], problems: list[RowProblem]) -> Any:
+        key, index, convert, required, default, spec = step
+        if index < 0:
+            return convert("")
+        text = cells[index]
+        if text:
+            text = text.strip(_TRIM)
+        if not text:
+            if default is not None:
+                text = default
+            elif required:
+                problems.append(
+                    RowProblem(
+                        spec.path,
+                        spec.column,
+                        "",
+                        "is empty",
+                        "Every row needs a customer id."
+                        if spec.kind == "id"
+                        else "This column is marked `required: true`; fill it in.",
+                    )
+                )
+                return _MISSING
+            elif self._null_empty and key != "time":
+                return None
+            else:
+                return _MISSING
+        try:
+            return convert(text)
+        except ConversionError as exc:
+            problems.append(RowProblem(spec.path, spec.column, text, exc.reason, exc.hint))
+            return _MISSING
+
+    def _add_hashes(self, message: dict[str, Any], cells: Sequence[str]) -> None:
+        for name, index, from_field, spec in self._hashes:
+            if from_field is None:
+                text = cells[index].strip(_TRIM).lower()
+                if text:
+                    message[name] = text
+                continue
+            value = message.get(from_field)
+            if not value:
+                continue
+            if from_field == "phoneNumber" and spec is not None:
+                value = canonical_phone_for_hash(value, spec.region)
+            message[name] = hashlib.sha256(str(value).encode()).hexdigest()
+        if not self.mapping.send_clear:
+            message.pop("email", None)
+            message.pop("phoneNumber", None)
+
+    def _check_size(self, key: str, value: str) -> None:
+        if len(value.encode()) > SOFT_MAX_BYTES:
+            self.warnings[
+                f"custom.{key}: values longer than {SOFT_MAX_BYTES} bytes (sent in full; "
+                "Metrix's SDKs cap values at 512 bytes)"
+            ] += 1
+
+
+_MISSING: Any = object()
+_TRIM = cv.WHITESPACE
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _constant(value: Any) -> cv.Converter:
+    return lambda _text: value
+
+
+def _then(first: Callable[[str], str], then: cv.Converter) -> cv.Converter:
+    def apply(text: str) -> Any:
+        text = first(text)
+        if not text:
+            raise ConversionError("is empty after the transform", text)
+        return then(text)
+
+    return apply
+
+
+def _is_report_column(name: str) -> bool:
+    return name in REPORT_COLUMNS
+
+
+def _visible(header: Sequence[str], limit: int = 30) -> list[str]:
+    shown = list(header[:limit])
+    if len(header) > limit:
+        shown.append(f"… ({len(header) - limit} more)")
+    return shown
+
+
+# --- encoding ----------------------------------------------------------------------
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+def message_id(user_id: str, content_json: str) -> str:
+    """UUIDv5 of the customUserId and the message content (identical to ``uuid.uuid5``).
+
+    Deterministic, so a retry, a resumed run or a re-run sends the same id and Metrix
+    drops the duplicate.
+    """
+    digest = bytearray(
+        hashlib.sha1(MESSAGE_ID_NAMESPACE + f"{user_id}\x1f{content_json}".encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def encode_body(row: MappedRow) -> tuple[bytes, str]:
+    """The exact request body for a mapped row, and its message id.
+
+    The message is serialised once with sorted keys; that text is both the input of
+    the id and, with the id spliced in first, the body.
+    """
+    content = _dumps(row.message)
+    mid = message_id(row.user_id, content)
+    body = f'{{"customUserId":{_dumps(row.user_id)},"messages":[{{"id":"{mid}",{content[1:]}]}}'
+    return body.encode(), mid
+
+
+def content_fingerprint(row: MappedRow) -> bytes:
+    """A digest of what a user's profile says, ignoring ``time`` (for --only-changed)."""
+    content = {k: v for k, v in row.message.items() if k != "time"}
+    return hashlib.blake2b(f"{row.user_id}\x1f{_dumps(content)}".encode(), digest_size=8).digest()

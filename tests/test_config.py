@@ -1,0 +1,122 @@
+"""Mapping validation: every problem at once, each with its YAML path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from importer.config import load_mapping, parse_mapping
+from importer.errors import MappingError
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(MappingError) as caught:
+        parse_mapping(text)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_the_example_mapping_is_valid() -> None:
+    mapping = load_mapping(Path(__file__).parent.parent / "mappings" / "customers.yaml")
+    assert mapping.user_id.column == "customer_id"
+    assert mapping.fields["phoneNumber"].phone_format == "national"
+    assert mapping.custom["orders"].kind == "int"
+    assert mapping.source.timezone == "Asia/Tehran"
+
+
+def test_every_problem_is_reported_with_its_path() -> None:
+    found = problems(
+        """
+user_id: id
+time: {column: t, format: "%Q"}
+source: {delimiter: ":", encoding: klingon, timezone: Mars/Base, header_row: 0, sheat: 1}
+fields:
+  firstname: fn
+  phoneNumber: {column: p, phone_format: national}
+  gender: {column: g, values: {x: Unknown}}
+  birthday: {column: b, format: [iso, "jalali:%B"]}
+custom:
+  orders: {column: orders, type: integer}
+  flag: {column: f, type: bool, thousands: ","}
+  both: {column: a, value: 1}
+hashed:
+  hashedEmail: {from: email}
+unmapped: everything
+empty: zero
+colour: blue
+"""
+    )
+    expected = [
+        "colour: unknown key",
+        "time.format: '%Q' in '%Q' is not a date directive",
+        "source.sheat: unknown key (did you mean 'sheet'?)",
+        "source.encoding: unknown encoding 'klingon'",
+        "source.delimiter: found ':'",
+        "source.header_row: expected a line number from 1, found 0",
+        "source.timezone: unknown time zone 'Mars/Base'",
+        "fields.firstname: unknown Metrix user field (did you mean 'firstName'?)",
+        "fields.phoneNumber.region: phone_format: national needs the numbers' country",
+        "fields.gender.values.x: found 'Unknown'; a gender must be Male, Female or Other",
+        "fields.birthday.format[1]: cannot read Solar Hijri dates with 'jalali:%B'",
+        "custom.orders.type: unknown type 'integer' (did you mean 'int'?); expected one of: "
+        "string, int, float, "
+        "bool, json, date, datetime",
+        "custom.flag.thousands: not a setting of a custom attribute of type bool",
+        "custom.both: give exactly one of `column:` (read from the file) or `value:`",
+        "hashed.hashedEmail.from: fields.email is not mapped",
+        "unmapped: found 'everything'; expected one of: ignore, custom",
+        "empty: found 'zero'; expected one of: omit, null",
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in found), (start, found)
+    assert len(found) == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected a mapping with at least `user_id:`, found an empty file"),
+        ("fields: {}", "user_id: missing"),
+        ("user_id: [a, b]", "user_id: expected a column name or a spec"),
+        ("user_id: id\nfields: [a]", "fields: expected a mapping of names to columns"),
+        ("user_id: id\nfields:\n  hashedEmail: e", "(hashed fields go under `hashed:`)"),
+        ("user_id: id\n  bad: indent", "line 2, column 6: not valid YAML"),
+        ("user_id: id\nprivacy: {send_clear: maybe}", "privacy.send_clear: expected true or false"),
+        ("user_id: id\ncustom: {x: {column: c, type: date, format: nope}}", "unknown format 'nope'"),
+    ],
+)
+def test_single_problems(text: str, message: str) -> None:
+    assert any(message in p for p in problems(text)), problems(text)
+
+
+def test_missing_mapping_file_is_a_mapping_error(tmp_path: Path) -> None:
+    with pytest.raises(MappingError, match="does not exist"):
+        load_mapping(tmp_path / "nope.yaml")
+
+
+def test_send_clear_false_adds_hashes_of_email_and_phone() -> None:
+    mapping = parse_mapping(
+        "user_id: id\nfields: {email: e, phoneNumber: p}\nprivacy: {send_clear: false}"
+    )
+    assert set(mapping.hashed) == {"hashedEmail", "hashedPhoneNumber"}
+
+
+def test_yaml_booleans_in_word_lists_become_words() -> None:
+    mapping = parse_mapping(
+        "user_id: id\ncustom: {x: {column: c, type: bool, true_values: [yes, da]}}"
+    )
+    assert mapping.custom["x"].true_values == ("true", "da")
+
+
+def test_fingerprint_changes_with_content_only() -> None:
+    a = parse_mapping("user_id: id\nfields: {email: e}")
+    b = parse_mapping("fields: {email: e}\nuser_id: id  # same, reordered")
+    c = parse_mapping("user_id: id\nfields: {email: mail}")
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_cli_overrides_source_options() -> None:
+    mapping = parse_mapping("user_id: id\nsource: {delimiter: ';', sheet: Customers}")
+    changed = mapping.with_source(delimiter="\t", sheet=None)
+    assert changed.source.delimiter == "\t"
+    assert changed.source.sheet == "Customers"
