@@ -1,0 +1,73 @@
+"""The read → map stage shared by validate, preview, plan and run.
+
+It turns a source's records into outcomes, one per data row, in file order: either a
+mapped row ready to send or a failure with every reason. It never raises for a bad
+row, which is what lets every command account for every row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from importer.config import Mapping
+from importer.messages import MappedRow, RowMapper
+from importer.readers import Source, open_source
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One data row after reading and mapping."""
+
+    row: int
+    cells: list[str]
+    mapped: MappedRow | None
+    stage: str = ""  # "read" | "validate" when mapped is None
+    error: str = ""  # every reason, for the failure CSV
+    keys: tuple[str, ...] = ()  # short reasons, for the summary's counts
+
+
+def open_mapped(path: str | Path, mapping: Mapping) -> Source:
+    """Open ``path`` with the mapping's source options."""
+    options = mapping.source
+    return open_source(
+        path,
+        sheet=options.sheet,
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+        header_row=options.header_row,
+    )
+
+
+def run_start_millis() -> int:
+    """The run's start time in epoch ms: the default message ``time``, fixed once per run."""
+    return time.time_ns() // 1_000_000
+
+
+def outcomes(source: Source, mapper: RowMapper) -> Iterator[Outcome]:
+    """Every data row of ``source`` as an Outcome, in file order."""
+    map_row = mapper.map_row
+    for number, cells, problem in source.records:
+        if problem is not None:
+            yield Outcome(number, cells, None, "read", problem, (_read_key(problem),))
+            continue
+        result = map_row(cells)
+        if isinstance(result, MappedRow):
+            yield Outcome(number, cells, result)
+        else:
+            yield Outcome(
+                number,
+                cells,
+                None,
+                "validate",
+                "; ".join(str(p) for p in result),
+                tuple(p.key for p in result),
+            )
+
+
+def _read_key(problem: str) -> str:
+    # "line 12: has 5 fields but the header has 6" -> "has 5 fields but the header has 6"
+    text = problem.split(": ", 1)[-1]
+    return "unreadable row: " + text.split(";", 1)[0]

@@ -1,0 +1,182 @@
+"""Reports: the failure CSV and the run summary (text for people, JSON for machines)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+# Spreadsheet programs run a cell that starts with one of these as a formula.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
+
+
+def neutralize(cell: str) -> str:
+    """Make a cell inert in a spreadsheet by prefixing ``'`` (reversed by ``restore``).
+
+    Cells that already start with quotes before a formula character get one more, so
+    the mapping stays one-to-one and ``restore(neutralize(x)) == x`` for every text.
+    """
+    return "'" + cell if _FORMULA.match(cell) else cell
+
+
+def restore(cell: str) -> str:
+    """Undo ``neutralize``."""
+    return cell[1:] if _NEUTRALISED.match(cell) else cell
+
+
+class FailureWriter:
+    """The failure CSV: ``_row, _stage, _error[, _source]`` then the source's own columns.
+
+    UTF-8 with BOM so Excel shows Persian text; opened on the first failure, so a run
+    without failures leaves no file.
+    """
+
+    def __init__(self, path: str | Path, header: list[str], with_source: bool = False) -> None:
+        self.path = Path(path)
+        self.header = header
+        self.with_source = with_source
+        self.count = 0
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+        self._writer = csv.writer(self._file)
+        lead = ["_row", "_stage", "_error"] + (["_source"] if self.with_source else [])
+        self._writer.writerow(lead + [neutralize(h) for h in self.header])
+
+    def write(
+        self, row: int | str, stage: str, error: str, cells: list[str], source: str = ""
+    ) -> None:
+        """Add one failed row with every reason it failed."""
+        if self._file is None:
+            self._open()
+        lead: list[Any] = [row, stage, error] + ([source] if self.with_source else [])
+        self._writer.writerow(lead + [neutralize(c) for c in cells])
+        self.count += 1
+
+    def flush(self) -> None:
+        """Push written rows to disk (so a killed run leaves them readable)."""
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Finish the file; remove a stale one from an earlier run when nothing failed."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        elif self.path.exists() and _is_failure_csv(self.path):
+            self.path.unlink()
+
+
+def _is_failure_csv(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            return handle.readline().startswith("_row,_stage,_error")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+@dataclass
+class Summary:
+    """Counts for one run; ``rows_total == rows_sent + rows_failed + rows_skipped``."""
+
+    mode: str = "validate"
+    source: str = ""
+    rows_total: int = 0
+    rows_valid: int = 0
+    rows_invalid: int = 0
+    rows_sent: int = 0
+    rows_failed: int = 0
+    rows_skipped: int = 0
+    blank_rows: int = 0
+    failures_path: str | None = None
+    duration_seconds: float = 0.0
+    encoding: str | None = None
+    reasons: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``--summary-json``)."""
+        data: dict[str, Any] = {
+            "mode": self.mode,
+            "source": self.source,
+            "rows_total": self.rows_total,
+            "rows_valid": self.rows_valid,
+            "rows_invalid": self.rows_invalid,
+            "rows_sent": self.rows_sent,
+            "rows_failed": self.rows_failed,
+            "rows_skipped": self.rows_skipped,
+            "blank_rows": self.blank_rows,
+            "failures_path": self.failures_path,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "encoding": self.encoding,
+            "reasons": dict(self.reasons.most_common()),
+            "skipped_reasons": dict(self.skipped.most_common()),
+            "warnings": dict(self.warnings.most_common()),
+        }
+        data.update(self.extra)
+        return data
+
+    def write_json(self, path: str | Path) -> None:
+        """Write the JSON summary atomically (a reader never sees half a file)."""
+        write_atomic(Path(path), json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    def render(self, top: int = 8) -> str:
+        """The short human summary."""
+        lines = [f"{self.source}" if self.source else "summary"]
+        width = len(f"{self.rows_total:,}")
+
+        def line(label: str, count: int, note: str = "") -> None:
+            lines.append(f"  {label:<9}{count:>{width},}{note}")
+
+        line("rows", self.rows_total)
+        if self.mode == "validate":
+            line("valid", self.rows_valid)
+            line("invalid", self.rows_invalid)
+        else:
+            line("sent", self.rows_sent)
+            line("failed", self.rows_failed)
+            line("skipped", self.rows_skipped)
+        if self.blank_rows:
+            lines.append(f"  ({self.blank_rows:,} blank rows ignored)")
+        if self.reasons:
+            lines.append("Most common problems:")
+            for reason, count in self.reasons.most_common(top):
+                lines.append(f"  {count:>{width},}  {reason}")
+            if len(self.reasons) > top:
+                lines.append(f"  … and {len(self.reasons) - top} more kinds (see the failure CSV)")
+        if self.skipped and self.mode != "validate":
+            lines.append("Skipped:")
+            for reason, count in self.skipped.most_common(top):
+                lines.append(f"  {count:>{width},}  {reason}")
+        for warning, count in self.warnings.most_common(top):
+            lines.append(f"Warning: {warning} ({count:,} rows)")
+        if self.failures_path:
+            lines.append(f"Failed rows and their reasons: {self.failures_path}")
+        elif self.mode == "validate" or self.rows_failed == 0:
+            lines.append("No failed rows, so no failure file was written.")
+        return "\n".join(lines)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
