@@ -1,0 +1,203 @@
+"""The command line: parse options, build the pieces, call one function, map errors.
+
+Command bodies stay short; the work lives in the modules they call.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from importer import __version__
+from importer.config import Mapping, load_mapping
+from importer.errors import ExitCode, ImporterError
+from importer.messages import RowMapper, encode_body
+from importer.pipeline import open_mapped, outcomes, run_start_millis
+from importer.readers import Source
+from importer.report import FailureWriter, Summary
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 all rows valid/sent · 1 finished, some rows failed · 2 usage or mapping "
+    "error · 3 input unreadable · 4 aborted (credentials rejected or endpoint unusable) · "
+    "5 state file locked by another run · 130 interrupted."
+)
+
+
+def fail(message: str, code: ExitCode) -> None:
+    """Print an error for a person and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(int(code))
+
+
+def friendly_errors(command: F) -> F:
+    """Turn importer errors into a message and an exit code; never show a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ImporterError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("METRIX_DEBUG"):
+                raise
+            fail(
+                f"internal error ({type(exc).__name__}: {exc}). This is a bug in "
+                "metrix-importer; run again with METRIX_DEBUG=1 to see the details and "
+                "please report them.",
+                ExitCode.INTERNAL,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def source_options(command: F) -> F:
+    """The reader options shared by every command that reads a file."""
+    options = [
+        click.option(
+            "--mapping",
+            "-m",
+            "mapping_path",
+            required=True,
+            type=click.Path(dir_okay=False),
+            help="The column-mapping YAML file.",
+        ),
+        click.option("--sheet", help="Excel sheet: a name or a 0-based index (default: first)."),
+        click.option("--encoding", help="auto (default) or a codec name such as windows-1256."),
+        click.option("--delimiter", help="auto (default), ',', ';', 'tab' or '|'."),
+        click.option(
+            "--header-row",
+            type=click.IntRange(min=1),
+            help="1-based line/row of the header (default 1).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def prepare(source_path: str, mapping_path: str, **overrides: Any) -> tuple[Mapping, Source]:
+    """Load the mapping (all problems at once), apply CLI overrides, open the source."""
+    from importer.config import DELIMITERS, delimiter_problem, encoding_problem
+
+    mapping = load_mapping(mapping_path)
+    encoding, delimiter = overrides.get("encoding"), overrides.get("delimiter")
+    if encoding and (problem := encoding_problem(encoding)):
+        raise click.BadParameter(problem, param_hint="--encoding")
+    if delimiter and (problem := delimiter_problem(delimiter)):
+        raise click.BadParameter(problem, param_hint="--delimiter")
+    sheet = overrides.get("sheet")
+    mapping = mapping.with_source(
+        sheet=sheet,
+        encoding=encoding,
+        delimiter=DELIMITERS.get(delimiter, delimiter) if delimiter else None,
+        header_row=overrides.get("header_row"),
+    )
+    return mapping, open_mapped(source_path, mapping)
+
+
+def default_failures_path(source_path: str) -> Path:
+    """``<source file name>.failures.csv`` in the current directory."""
+    return Path(Path(source_path).name + ".failures.csv")
+
+
+@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="metrix-import")
+def main() -> None:
+    """Import customer spreadsheets (CSV, Excel) into Metrix as user profiles."""
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("source", type=click.Path(dir_okay=False))
+@source_options
+@click.option(
+    "--failures",
+    type=click.Path(dir_okay=False),
+    help="Where to write failed rows (default: <file>.failures.csv here).",
+)
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the summary as JSON.")
+@friendly_errors
+def validate(
+    source: str, mapping_path: str, failures: str | None, summary_json: str | None, **reader: Any
+) -> None:
+    """Read and map every row of SOURCE without sending anything."""
+    started = time.monotonic()
+    mapping, opened = prepare(source, mapping_path, **reader)
+    click.echo(f"Reading {opened.describe()}", err=True)
+    mapper = RowMapper(mapping, opened.header, run_start_millis())
+    failure_path = Path(failures) if failures else default_failures_path(source)
+    writer = FailureWriter(failure_path, opened.display_header)
+    summary = Summary(mode="validate", source=source, encoding=opened.encoding)
+    try:
+        for outcome in outcomes(opened, mapper):
+            summary.rows_total += 1
+            if outcome.mapped is not None:
+                summary.rows_valid += 1
+                continue
+            summary.rows_invalid += 1
+            summary.reasons.update(outcome.keys)
+            writer.write(outcome.row, outcome.stage, outcome.error, outcome.cells)
+    finally:
+        writer.close()
+    summary.rows_failed = summary.rows_invalid
+    summary.rows_skipped = summary.rows_valid
+    summary.skipped["validated only, not sent"] = summary.rows_valid
+    summary.blank_rows = opened.stats.blank_rows
+    summary.warnings.update(mapper.warnings)
+    summary.failures_path = str(failure_path) if writer.count else None
+    summary.duration_seconds = time.monotonic() - started
+    click.echo(summary.render())
+    if summary_json:
+        summary.write_json(summary_json)
+    sys.exit(int(ExitCode.ROWS_FAILED if summary.rows_invalid else ExitCode.OK))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("source", type=click.Path(dir_okay=False))
+@source_options
+@click.option(
+    "--rows",
+    "-n",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many request bodies (and invalid rows) to show.",
+)
+@friendly_errors
+def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
+    """Print the first request bodies exactly as they would be sent (JSON lines on
+    stdout), then the first invalid rows and why (on stderr)."""
+    mapping, opened = prepare(source, mapping_path, **reader)
+    click.echo(f"Reading {opened.describe()}", err=True)
+    mapper = RowMapper(mapping, opened.header, run_start_millis())
+    shown = 0
+    invalid: list[str] = []
+    for outcome in outcomes(opened, mapper):
+        if outcome.mapped is not None:
+            if shown < rows:
+                body, _ = encode_body(outcome.mapped)
+                click.echo(body.decode())
+                shown += 1
+        elif len(invalid) < rows:
+            invalid.append(f"  row {outcome.row}: {outcome.error}")
+        if shown >= rows and len(invalid) >= rows:
+            break
+    if invalid:
+        click.echo(f"First {len(invalid)} invalid rows:", err=True)
+        click.echo("\n".join(invalid), err=True)
+    elif shown == 0:
+        click.echo("The file has no data rows.", err=True)
