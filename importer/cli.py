@@ -23,6 +23,8 @@ from importer.pipeline import open_mapped, outcomes, run_start_millis
 from importer.readers import Source
 from importer.report import FailureWriter, Summary
 
+DEFAULT_ENDPOINT = "https://entry.metrix.ir/"
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES_HELP = (
@@ -90,8 +92,8 @@ def source_options(command: F) -> F:
     return command
 
 
-def prepare(source_path: str, mapping_path: str, **overrides: Any) -> tuple[Mapping, Source]:
-    """Load the mapping (all problems at once), apply CLI overrides, open the source."""
+def configure(mapping_path: str, **overrides: Any) -> Mapping:
+    """Load the mapping (all problems at once) and apply the CLI's reader overrides."""
     from importer.config import DELIMITERS, delimiter_problem, encoding_problem
 
     mapping = load_mapping(mapping_path)
@@ -100,13 +102,17 @@ def prepare(source_path: str, mapping_path: str, **overrides: Any) -> tuple[Mapp
         raise click.BadParameter(problem, param_hint="--encoding")
     if delimiter and (problem := delimiter_problem(delimiter)):
         raise click.BadParameter(problem, param_hint="--delimiter")
-    sheet = overrides.get("sheet")
-    mapping = mapping.with_source(
-        sheet=sheet,
+    return mapping.with_source(
+        sheet=overrides.get("sheet"),
         encoding=encoding,
         delimiter=DELIMITERS.get(delimiter, delimiter) if delimiter else None,
         header_row=overrides.get("header_row"),
     )
+
+
+def prepare(source_path: str, mapping_path: str, **overrides: Any) -> tuple[Mapping, Source]:
+    """``configure``, then open the source with the result."""
+    mapping = configure(mapping_path, **overrides)
     return mapping, open_mapped(source_path, mapping)
 
 
@@ -201,3 +207,139 @@ def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
         click.echo("\n".join(invalid), err=True)
     elif shown == 0:
         click.echo("The file has no data rows.", err=True)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("source", type=click.Path(dir_okay=False))
+@source_options
+@click.option(
+    "--endpoint",
+    envvar="METRIX_ENDPOINT",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="Metrix entry URL [env METRIX_ENDPOINT].",
+)
+@click.option("--app-id", envvar="METRIX_APP_ID", help="Application id [env METRIX_APP_ID].")
+@click.option(
+    "--api-key",
+    envvar="METRIX_API_KEY",
+    show_envvar=False,
+    help="API key; prefer the METRIX_API_KEY environment variable (a flag is "
+    "visible to other users in `ps`).",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 512),
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="At most this many requests per second (default: no cap).",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Connect and read timeout of each request, in seconds.",
+)
+@click.option(
+    "--max-retries",
+    default=6,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="Retries of one request after 408/429/5xx or a network error.",
+)
+@click.option(
+    "--give-up-after",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Stop the run when every request has failed for this many seconds.",
+)
+@click.option(
+    "--failures",
+    type=click.Path(dir_okay=False),
+    help="Where to write failed rows (default: <file>.failures.csv here).",
+)
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the summary as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bar and no progress log lines.")
+@click.option("--dry-run", is_flag=True, help="Do everything but send.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Append log lines to this file.")
+@click.option("--allow-insecure", is_flag=True, help="Allow plain http to a non-local host.")
+@click.option("--verbose", "-v", is_flag=True, help="Log every retry and decision.")
+@click.option("--progress-interval", default=10.0, hidden=True, type=float)
+@click.option("--grace-seconds", default=5.0, hidden=True, type=float)
+@friendly_errors
+def run(
+    source: str,
+    mapping_path: str,
+    endpoint: str,
+    app_id: str | None,
+    api_key: str | None,
+    concurrency: int,
+    rate: float | None,
+    timeout: float,
+    max_retries: int,
+    give_up_after: float,
+    failures: str | None,
+    summary_json: str | None,
+    no_progress: bool,
+    dry_run: bool,
+    log_file: str | None,
+    allow_insecure: bool,
+    verbose: bool,
+    progress_interval: float,
+    grace_seconds: float,
+    **reader: Any,
+) -> None:
+    """Send every valid row of SOURCE to Metrix, one user per request."""
+    from importer.job import Outputs, run_job, setup_logging
+    from importer.runner import RunOptions
+    from importer.transport import check_endpoint
+
+    secret = api_key or ""
+    setup_logging(verbose, log_file, secret, progress_bar=not no_progress and sys.stderr.isatty())
+    if not dry_run:
+        check_endpoint(endpoint, allow_insecure)
+        if not app_id or not api_key:
+            missing = " and ".join(
+                name
+                for name, value in (("METRIX_APP_ID", app_id), ("METRIX_API_KEY", api_key))
+                if not value
+            )
+            raise click.UsageError(
+                f"no credentials: set {missing} in the environment (or pass --app-id/--api-key), "
+                "or use --dry-run to check everything without sending"
+            )
+    mapping = configure(mapping_path, **reader)
+    options = RunOptions(
+        endpoint=endpoint, app_id=app_id or "", api_key=secret, concurrency=concurrency,
+        rate=rate, timeout=timeout, max_retries=max_retries, dry_run=dry_run,
+        outage_seconds=give_up_after, grace_seconds=grace_seconds,
+        progress_interval=min(progress_interval, 1.0),
+    )  # fmt: skip
+    outputs = Outputs(
+        failures=Path(failures) if failures else default_failures_path(source),
+        summary_json=Path(summary_json) if summary_json else None,
+        progress=not no_progress,
+        progress_interval=progress_interval,
+    )
+    summary, code, advice = run_job(source, mapping, options, outputs)
+    click.echo(summary.render())
+    if advice:
+        click.echo(f"error: {advice}", err=True)
+    sys.exit(int(code))
+
+
+def _register_sandbox() -> None:
+    from importer.cli_sandbox import sandbox
+
+    main.add_command(sandbox)
+
+
+_register_sandbox()

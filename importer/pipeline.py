@@ -27,6 +27,7 @@ class Outcome:
     stage: str = ""  # "read" | "validate" when mapped is None
     error: str = ""  # every reason, for the failure CSV
     keys: tuple[str, ...] = ()  # short reasons, for the summary's counts
+    source: str = ""  # which input, when a run reads several
 
 
 def open_mapped(path: str | Path, mapping: Mapping) -> Source:

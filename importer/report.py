@@ -160,6 +160,17 @@ class Summary:
             lines.append("Skipped:")
             for reason, count in self.skipped.most_common(top):
                 lines.append(f"  {count:>{width},}  {reason}")
+        if self.mode != "validate" and "requests" in self.extra:
+            extra = self.extra
+            statuses = ", ".join(f"{k}: {v:,}" for k, v in extra.get("status_counts", {}).items())
+            lines.append(
+                f"Requests {extra['requests']:,} (retries {extra['retries']:,})"
+                + (f"; responses {statuses}" if statuses else "")
+            )
+            speed = extra.get("users_per_second", 0)
+            lines.append(f"Took {self.duration_seconds:,.1f} s, {speed:,.0f} users/s")
+            if extra.get("aborted"):
+                lines.append(f"Stopped early: {extra['aborted']}")
         for warning, count in self.warnings.most_common(top):
             lines.append(f"Warning: {warning} ({count:,} rows)")
         if self.failures_path:

@@ -1,0 +1,102 @@
+"""Progress for people (a tqdm bar on a terminal) and for cron (a log line every N s)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass
+class Snapshot:
+    """Counts at one moment of a run."""
+
+    done: int
+    sent: int
+    failed: int
+    skipped: int
+    retrying: int
+    fraction: float | None  # share of the input read, when known
+
+
+class Progress(Protocol):
+    """Where a run reports how far it is."""
+
+    def update(self, snapshot: Snapshot) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NoProgress:
+    """--no-progress."""
+
+    def update(self, snapshot: Snapshot) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class BarProgress:
+    """A tqdm bar on stderr: rows done of (estimated) total, rate, ETA, outcomes."""
+
+    def __init__(self, total_rows: int | None) -> None:
+        from tqdm import tqdm
+
+        self._known_total = total_rows
+        self._bar: Any = tqdm(
+            total=total_rows, unit=" rows", file=sys.stderr, dynamic_ncols=True, smoothing=0.1
+        )
+
+    def update(self, snapshot: Snapshot) -> None:
+        bar = self._bar
+        if self._known_total is None and snapshot.fraction and snapshot.done:
+            # CSV size is known in bytes, not rows: estimate rows from bytes read.
+            bar.total = max(snapshot.done, int(snapshot.done / snapshot.fraction))
+        bar.set_postfix(
+            sent=snapshot.sent, failed=snapshot.failed, skipped=snapshot.skipped,
+            retrying=snapshot.retrying, refresh=False,
+        )  # fmt: skip
+        bar.update(snapshot.done - bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+class LogProgress:
+    """A plain log line every ``interval`` seconds (stderr is not a terminal)."""
+
+    def __init__(self, log: logging.Logger, interval: float = 10.0) -> None:
+        self._log = log
+        self._interval = interval
+        self._started = time.monotonic()
+        self._last = self._started
+
+    def update(self, snapshot: Snapshot) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        rate = snapshot.done / max(now - self._started, 1e-9)
+        share = f" ({snapshot.fraction:.0%} of input)" if snapshot.fraction else ""
+        self._log.info(
+            "progress: %d rows done%s, %.0f rows/s, sent %d, failed %d, skipped %d, retrying %d",
+            snapshot.done, share, rate, snapshot.sent, snapshot.failed, snapshot.skipped,
+            snapshot.retrying,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
+def choose_progress(
+    enabled: bool, total_rows: int | None, log: logging.Logger, interval: float = 10.0
+) -> Progress:
+    """A bar on a terminal, log lines elsewhere, nothing with --no-progress."""
+    if not enabled:
+        return NoProgress()
+    if sys.stderr.isatty():
+        return BarProgress(total_rows)
+    return LogProgress(log, interval)

@@ -1,0 +1,465 @@
+"""The run: read → map → send, concurrently and politely, accounting for every row.
+
+The runner is the only writer of shared state (counts, failure CSV, ledger, progress).
+One event loop drives both the mapping (in small slices, so sockets are never starved)
+and ``concurrency`` workers that send one user per request over keep-alive connections.
+
+Every row read ends in exactly one bucket: sent, failed (read/validate/send/not_sent)
+or skipped (unchanged, duplicate, dry run). On an abort — credentials rejected, the
+endpoint down for too long, Ctrl-C/SIGTERM — the rows not yet delivered, including
+those not yet read, go to the failure CSV as ``not_sent``: the failure file plus what
+was sent is always the whole input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from importer.delivery import Verdict, backoff_delay, classify, mask, parse_retry_after, shorten
+from importer.messages import content_fingerprint, encode_body
+from importer.pipeline import Outcome
+from importer.progress import NoProgress, Progress, Snapshot
+from importer.report import FailureWriter, Summary
+from importer.transport import Transport, TransportError
+
+log = logging.getLogger("metrix_importer")
+
+STAGE_NOT_SENT = "not_sent"
+STAGE_SEND = "send"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to send; the CLI fills it from flags and the environment."""
+
+    endpoint: str
+    app_id: str
+    api_key: str
+    concurrency: int = 16
+    rate: float | None = None
+    timeout: float = 30.0
+    max_retries: int = 6
+    dry_run: bool = False
+    only_changed: bool = False
+    # Abort when no request has succeeded for this long while requests keep failing.
+    outage_seconds: float = 120.0
+    grace_seconds: float = 5.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 60.0
+    retry_after_cap: float = 300.0
+    progress_interval: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class Item:
+    """A valid row on its way to Metrix."""
+
+    row: int
+    cells: list[str]
+    body: bytes
+    user_id: str
+    fingerprint: bytes
+    source: str = ""
+
+
+class Ledger(Protocol):
+    """Durable bookkeeping for resume and --only-changed (see importer.state)."""
+
+    def is_done(self, source: str, row: int) -> bool: ...
+
+    def is_unchanged(self, user_id: str, fingerprint: bytes) -> bool: ...
+
+    def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None: ...
+
+    def record_failed(
+        self, source: str, row: int, stage: str, error: str, cells: list[str]
+    ) -> None: ...
+
+    def record_skipped(self, source: str, row: int, reason: str) -> None: ...
+
+    def checkpoint(self) -> None: ...
+
+
+class NoLedger:
+    """A run without --state: nothing is remembered."""
+
+    def is_done(self, source: str, row: int) -> bool:
+        return False
+
+    def is_unchanged(self, user_id: str, fingerprint: bytes) -> bool:
+        return False
+
+    def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None:
+        pass
+
+    def record_failed(
+        self, source: str, row: int, stage: str, error: str, cells: list[str]
+    ) -> None:
+        pass
+
+    def record_skipped(self, source: str, row: int, reason: str) -> None:
+        pass
+
+    def checkpoint(self) -> None:
+        pass
+
+
+class Aborted(Exception):
+    """Raised inside the loop to stop the run; ``reason`` is for people."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code  # "credentials" | "endpoint" | "interrupted"
+
+
+@dataclass
+class RunState:
+    """Counters the runner keeps while it works."""
+
+    requests: int = 0
+    retries: int = 0
+    retrying: int = 0
+    status_counts: Counter[str] = field(default_factory=Counter)
+    last_success: float = field(default_factory=time.monotonic)
+    failing_since: float | None = None
+
+
+class Runner:
+    """One run over a stream of outcomes."""
+
+    def __init__(
+        self,
+        options: RunOptions,
+        summary: Summary,
+        failures: FailureWriter,
+        *,
+        transport: Transport | None = None,
+        ledger: Ledger | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.options = options
+        self.summary = summary
+        self.failures = failures
+        self.transport = transport
+        self.ledger: Ledger = ledger or NoLedger()
+        self.progress: Progress = progress or NoProgress()
+        self.state = RunState()
+        self.abort: Aborted | None = None
+        self.hard_stop = False
+        self._rng = random.Random(options.seed)
+        self._stop_reading = asyncio.Event()
+        self._pause_until = 0.0
+        self._next_slot = 0.0
+        self._workers: list[asyncio.Task[None]] = []
+        self._in_flight: dict[int, Item] = {}  # by id(item)
+
+    # --- accounting (the only place counts change) ----------------------------------
+
+    def _failed(
+        self, source: str, row: int, stage: str, error: str, cells: list[str], key: str
+    ) -> None:
+        self.summary.rows_failed += 1
+        self.summary.reasons[key] += 1
+        self.failures.write(row, stage, error, cells, source)
+        self.ledger.record_failed(source, row, stage, error, cells)
+
+    def _sent(self, item: Item) -> None:
+        self.summary.rows_sent += 1
+        self.ledger.record_sent(item.source, item.row, item.user_id, item.fingerprint)
+
+    def _skipped(self, source: str, row: int, reason: str) -> None:
+        self.summary.rows_skipped += 1
+        self.summary.skipped[reason] += 1
+        self.ledger.record_skipped(source, row, reason)
+
+    def _not_sent(self, item: Item, reason: str) -> None:
+        self._failed(
+            item.source, item.row, STAGE_NOT_SENT, reason, item.cells, f"not sent: {reason}"
+        )
+
+    def snapshot(self, fraction: float | None = None) -> Snapshot:
+        s = self.summary
+        return Snapshot(
+            done=s.rows_sent + s.rows_failed + s.rows_skipped,
+            sent=s.rows_sent,
+            failed=s.rows_failed,
+            skipped=s.rows_skipped,
+            retrying=self.state.retrying,
+            fraction=fraction,
+        )
+
+    # --- the run --------------------------------------------------------------------
+
+    async def run(
+        self,
+        outcomes: Iterable[Outcome],
+        rest: Iterator[tuple[str, int, list[str]]],
+        fraction: Callable[[], float | None] | None = None,
+    ) -> None:
+        """Send every valid outcome; afterwards account for ``rest`` if the run aborted."""
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.options.concurrency * 4)
+        if not self.options.dry_run:
+            assert self.transport is not None
+            self._workers = [
+                asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)
+            ]
+        ticker = asyncio.create_task(self._tick(fraction))
+        try:
+            await self._produce(outcomes, queue)
+        finally:
+            for _ in self._workers:
+                await queue.put(None)
+            await self._finish_workers(queue)
+            ticker.cancel()
+            self.progress.update(self.snapshot(1.0 if self.abort is None else None))
+        if self.abort is not None and not self.hard_stop:
+            await self._drain(rest)
+
+    async def _produce(
+        self, outcomes: Iterable[Outcome], queue: asyncio.Queue[Item | None]
+    ) -> None:
+        options, summary, ledger = self.options, self.summary, self.ledger
+        since_yield = 0
+        for outcome in outcomes:
+            summary.rows_total += 1
+            source, row = outcome.source, outcome.row
+            mapped = outcome.mapped
+            if mapped is None:
+                summary.rows_invalid += 1
+                for key in outcome.keys:
+                    summary.reasons[key] += 1
+                summary.rows_failed += 1
+                self.failures.write(row, outcome.stage, outcome.error, outcome.cells, source)
+                ledger.record_failed(source, row, outcome.stage, outcome.error, outcome.cells)
+            else:
+                summary.rows_valid += 1
+                fingerprint = content_fingerprint(mapped)
+                if options.only_changed and ledger.is_unchanged(mapped.user_id, fingerprint):
+                    self._skipped(source, row, "unchanged since the last run")
+                elif options.dry_run:
+                    self._skipped(source, row, "dry run: would have been sent")
+                else:
+                    body, _ = encode_body(mapped)
+                    item = Item(row, outcome.cells, body, mapped.user_id, fingerprint, source)
+                    await queue.put(item)
+                    since_yield = 0
+            since_yield += 1
+            if since_yield >= 64:
+                # Mapping is CPU work on the loop's thread: hand the loop to the
+                # workers regularly so their sockets keep moving.
+                await asyncio.sleep(0)
+                since_yield = 0
+            if self._stop_reading.is_set():
+                return
+
+    async def _finish_workers(self, queue: asyncio.Queue[Item | None]) -> None:
+        if not self._workers:
+            return
+        if self.abort is not None and self.abort.code == "interrupted" and not self.hard_stop:
+            _, pending = await asyncio.wait(self._workers, timeout=self.options.grace_seconds)
+            for task in pending:
+                task.cancel()
+        elif self.abort is not None:
+            for task in self._workers:
+                task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        reason = self.abort.reason if self.abort else "run stopped"
+        for item in list(self._in_flight.values()):
+            self._not_sent(item, reason)
+        self._in_flight.clear()
+        while not queue.empty():
+            queued = queue.get_nowait()
+            if queued is not None:
+                self._not_sent(queued, reason)
+
+    async def _drain(self, rest: Iterator[tuple[str, int, list[str]]]) -> None:
+        """After an abort, every row not yet read goes to the failure CSV unsent."""
+        assert self.abort is not None
+        reason = self.abort.reason
+        key = f"not sent: {reason}"
+        count = 0
+        for source, row, cells in rest:
+            if self.ledger.is_done(source, row):
+                continue
+            self.summary.rows_total += 1
+            self._failed(source, row, STAGE_NOT_SENT, reason, cells, key)
+            count += 1
+            if count % 2000 == 0:
+                await asyncio.sleep(0)
+                if self.hard_stop:
+                    return
+
+    async def _tick(self, fraction: Callable[[], float | None] | None) -> None:
+        while True:
+            await asyncio.sleep(self.options.progress_interval)
+            self.progress.update(self.snapshot(fraction() if fraction else None))
+            self.ledger.checkpoint()
+            self.failures.flush()
+            self._check_outage()
+
+    # --- sending --------------------------------------------------------------------
+
+    async def _worker(self, queue: asyncio.Queue[Item | None]) -> None:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if self.abort is not None:
+                self._not_sent(item, self.abort.reason)
+                continue
+            self._in_flight[id(item)] = item
+            try:
+                await self._deliver(item)
+            except asyncio.CancelledError:
+                # Stopped mid-request: it may or may not have arrived; the same id
+                # makes sending it again safe, so it is reported as not sent.
+                self._not_sent(item, self.abort.reason if self.abort else "run stopped")
+                raise
+            finally:
+                self._in_flight.pop(id(item), None)
+
+    async def _deliver(self, item: Item) -> None:
+        retried = False
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                delay = await self._attempt(item, attempt)
+                if delay is None:
+                    return
+                if not retried:
+                    retried = True
+                    self.state.retrying += 1
+                self.state.retries += 1
+                await asyncio.sleep(delay)
+        finally:
+            if retried:
+                self.state.retrying -= 1
+
+    async def _attempt(self, item: Item, attempt: int) -> float | None:
+        """One try; None when the row is finished, else the delay before the next try."""
+        options = self.options
+        transport = self.transport
+        assert transport is not None
+        await self._wait_turn()
+        if self.abort is not None:
+            self._not_sent(item, self.abort.reason)
+            return None
+        self.state.requests += 1
+        retry_after: float | None = None
+        try:
+            response = await transport.send(item.body)
+        except TransportError as exc:
+            self.state.status_counts[exc.kind] += 1
+            problem = exc.describe()
+        else:
+            status = response.status
+            self.state.status_counts[str(status)] += 1
+            verdict = classify(status)
+            if verdict is Verdict.SENT:
+                self._mark_success()
+                self._sent(item)
+                return None
+            if verdict is Verdict.REJECTED:
+                self._mark_success()  # the endpoint works; this row is at fault
+                reason = shorten(mask(response.text, options.api_key)) or "no reason given"
+                self._failed(
+                    item.source, item.row, STAGE_SEND,
+                    f"Metrix rejected this row (HTTP {status}): {reason}",
+                    item.cells, f"rejected by Metrix (HTTP {status})",
+                )  # fmt: skip
+                return None
+            if verdict is Verdict.FATAL:
+                self._trigger_abort(
+                    Aborted(
+                        f"Metrix refused the credentials (HTTP {status}); the run was stopped",
+                        "credentials",
+                    )
+                )
+                self._not_sent(item, self.abort.reason if self.abort else "credentials refused")
+                return None
+            problem = f"HTTP {status}"
+            retry_after = parse_retry_after(response.retry_after)
+            if retry_after is not None and status in (429, 503):
+                # Everyone waits, not just this worker: the server asked us to.
+                wait = min(retry_after, options.retry_after_cap)
+                self._pause_until = max(self._pause_until, time.monotonic() + wait)
+        self._mark_failure()
+        if attempt > options.max_retries:
+            self._failed(
+                item.source, item.row, STAGE_SEND,
+                f"not delivered after {attempt} attempts (last: {problem}); "
+                "re-run the failure file to try again",
+                item.cells, f"not delivered after retries ({problem})",
+            )  # fmt: skip
+            return None
+        log.debug("row %s: %s, will retry (attempt %d)", item.row, problem, attempt)
+        return backoff_delay(
+            attempt, base=options.backoff_base, cap=options.backoff_cap,
+            retry_after=retry_after, retry_after_cap=options.retry_after_cap, rng=self._rng,
+        )  # fmt: skip
+
+    async def _wait_turn(self) -> None:
+        """Respect a server-wide pause (Retry-After) and the --rate cap."""
+        now = time.monotonic()
+        if self._pause_until > now:
+            await asyncio.sleep(self._pause_until - now)
+        rate = self.options.rate
+        if rate:
+            now = time.monotonic()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / rate
+            if slot > now:
+                await asyncio.sleep(slot - now)
+
+    def _mark_success(self) -> None:
+        self.state.last_success = time.monotonic()
+        self.state.failing_since = None
+
+    def _mark_failure(self) -> None:
+        if self.state.failing_since is None:
+            self.state.failing_since = time.monotonic()
+
+    def _check_outage(self) -> None:
+        since = self.state.failing_since
+        if since is None or self.abort is not None:
+            return
+        if time.monotonic() - max(since, self.state.last_success) >= self.options.outage_seconds:
+            self._trigger_abort(
+                Aborted(
+                    f"the endpoint failed every request for {self.options.outage_seconds:.0f} s; "
+                    "the run was stopped",
+                    "endpoint",
+                )
+            )
+
+    def _trigger_abort(self, abort: Aborted) -> None:
+        if self.abort is None:
+            self.abort = abort
+            log.error("%s", abort.reason)
+        self._stop_reading.set()
+
+    def interrupt(self) -> None:
+        """Ctrl-C / SIGTERM: first stop gently, the second time stop now."""
+        if self.abort is not None and self.abort.code == "interrupted":
+            self.hard_stop = True
+            for task in self._workers:
+                task.cancel()
+            return
+        self._trigger_abort(Aborted("the run was interrupted", "interrupted"))
+
+
+def install_signal_handlers(loop: asyncio.AbstractEventLoop, runner: Runner) -> None:
+    """Route SIGINT and SIGTERM to ``runner.interrupt`` while the loop runs."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runner.interrupt)

@@ -1,0 +1,129 @@
+"""HTTP to Metrix with aiohttp: one keep-alive session, bounded connections, timeouts.
+
+The only module that imports aiohttp's client. It sends bytes and reports what came
+back; deciding what that means is importer.delivery's job.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from importer.errors import ImporterError
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What the endpoint answered."""
+
+    status: int
+    text: str = ""
+    retry_after: str | None = None
+
+
+class TransportError(Exception):
+    """No HTTP answer: connection refused or reset, timeout, connection dropped."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.detail = detail
+
+    def describe(self) -> str:
+        return f"{self.kind} ({self.detail})" if self.detail else self.kind
+
+
+class Transport(Protocol):
+    """Sends one request body."""
+
+    async def send(self, body: bytes) -> Response: ...
+
+
+class EndpointError(ImporterError):
+    """The endpoint URL is unusable as given."""
+
+
+def check_endpoint(url: str, allow_insecure: bool) -> str:
+    """Validate the endpoint; plain http is allowed only on loopback or when asked."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointError(
+            f"the endpoint {url!r} is not an http(s) URL; use e.g. https://entry.metrix.ir/"
+        )
+    if parts.scheme == "http" and not (allow_insecure or is_loopback(parts.hostname)):
+        raise EndpointError(
+            f"refusing to send customer data over plain http to {parts.hostname}: use https, "
+            "or pass --allow-insecure if this is really what you want"
+        )
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpTransport:
+    """aiohttp client; use as ``async with HttpTransport(...) as transport``."""
+
+    def __init__(
+        self, endpoint: str, app_id: str, api_key: str, concurrency: int, timeout: float
+    ) -> None:
+        self.endpoint = endpoint
+        self._headers = {
+            "X-Application-Id": app_id,
+            "X-API-Key": api_key,
+            "Content-Type": "application/json",
+        }
+        self._concurrency = concurrency
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpTransport:
+        connector = aiohttp.TCPConnector(limit=self._concurrency, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            headers=self._headers,
+            auto_decompress=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, body: bytes) -> Response:
+        assert self._session is not None, "use HttpTransport as an async context manager"
+        try:
+            async with self._session.post(self.endpoint, data=body) as response:
+                raw = await response.read()
+                status = response.status
+                if 200 <= status < 300:
+                    return Response(status)
+                return Response(
+                    status,
+                    raw[:2000].decode("utf-8", "replace"),
+                    response.headers.get("Retry-After"),
+                )
+        except TimeoutError:
+            raise TransportError("timeout") from None
+        except aiohttp.ServerDisconnectedError:
+            raise TransportError("connection dropped") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError("cannot connect", str(exc.os_error or exc)) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError("connection error", type(exc).__name__) from None
+        except OSError as exc:
+            raise TransportError("connection error", exc.strerror or type(exc).__name__) from None

@@ -1,0 +1,268 @@
+"""`metrix-import run` end to end: the real CLI against the real sandbox."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, assert_no_traceback, cli
+from tests.e2e import credentials, expected_ids, failure_rows, run_cli, stored_ids, summary
+from tests.sandbox_helpers import Sandbox, start_sandbox
+from tests.sandbox_helpers import sandbox as sandbox
+
+SAMPLE_ROWS, SAMPLE_VALID = 300, 290
+
+
+@pytest.fixture(scope="module")
+def sample_ids() -> set[str]:
+    return expected_ids()
+
+
+def test_every_valid_row_arrives_once_and_invalid_rows_are_reported(
+    sandbox: Sandbox, tmp_path: Path, sample_ids: set[str]
+) -> None:
+    result = run_cli(sandbox, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING)
+    assert_no_traceback(result)
+    assert result.returncode == 1  # finished, some rows failed
+    ids = stored_ids(sandbox)
+    assert sorted(ids) == sorted(sample_ids)
+    data = summary(tmp_path)
+    assert (data["rows_total"], data["rows_sent"], data["rows_failed"]) == (300, 290, 10)
+    assert data["requests"] == 290 and data["aborted"] is None
+    assert data["status_counts"] == {"200": 290}
+    failures = failure_rows(tmp_path / "failures.csv")
+    assert len(failures) == 10 and {f["_stage"] for f in failures} == {"validate"}
+    profile = sandbox.user("C0000002")
+    assert profile is not None
+    assert profile["profile"]["phoneNumber"] == "09655356659"
+    assert "sent" in result.stdout and "Requests 290" in result.stdout
+
+
+def test_all_valid_file_exits_0(sandbox: Sandbox, tmp_path: Path) -> None:
+    data = tmp_path / "ok.csv"
+    data.write_text("id,email\n1,a@b.co\n2,c@d.org\n", encoding="utf-8")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("user_id: id\nfields: {email: email}\n")
+    result = run_cli(sandbox, tmp_path, data, "-m", mapping)
+    assert result.returncode == 0, result.stderr
+    assert len(stored_ids(sandbox)) == 2
+    assert not (tmp_path / "failures.csv").exists()
+
+
+def test_faults_latency_5xx_rate_limit_and_drops_lose_and_double_nothing(
+    tmp_path: Path, sample_ids: set[str]
+) -> None:
+    sb = start_sandbox(
+        tmp_path, "--latency-ms", "1-15", "--fail-rate", "0.05", "--rate-limit", "400",
+        "--drop-rate", "0.01", "--seed", "11",
+    )  # fmt: skip
+    try:
+        result = run_cli(
+            sb,
+            tmp_path,
+            SAMPLE_CSV,
+            "-m",
+            SAMPLE_MAPPING,
+            "--concurrency",
+            "32",
+            "--max-retries",
+            "10",
+        )
+        assert_no_traceback(result)
+        assert result.returncode == 1, result.stderr
+        ids = stored_ids(sb)
+        assert len(ids) == len(set(ids)) == SAMPLE_VALID
+        assert set(ids) == sample_ids
+        data = summary(tmp_path)
+        assert data["rows_sent"] == SAMPLE_VALID and data["retries"] > 0
+        counts = data["status_counts"]
+        assert any(k in counts for k in ("500", "503")), counts
+        assert "connection dropped" in counts or "connection error" in counts, counts
+        assert [f["_stage"] for f in failure_rows(tmp_path / "failures.csv")] == ["validate"] * 10
+    finally:
+        sb.stop()
+
+
+def test_retry_after_is_honoured(tmp_path: Path) -> None:
+    sb = start_sandbox(tmp_path, "--rate-limit", "20")
+    try:
+        started = time.monotonic()
+        result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "8")
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1
+        data = summary(tmp_path)
+        assert data["rows_sent"] == SAMPLE_VALID
+        assert data["status_counts"].get("429", 0) > 0
+        # 290 requests at 20/s cannot finish in much under 290/20 s = 14.5 s minus the burst;
+        # ignoring Retry-After would burn the retries in a few seconds and fail rows instead.
+        assert elapsed > 8
+    finally:
+        sb.stop()
+
+
+def test_revoked_key_stops_within_seconds_with_exit_4_and_every_unsent_row_reported(
+    tmp_path: Path,
+) -> None:
+    sb = start_sandbox(tmp_path, "--reject-key-after", "50", "--latency-ms", "2")
+    try:
+        started = time.monotonic()
+        result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "4")
+        assert time.monotonic() - started < 20
+        assert_no_traceback(result)
+        assert result.returncode == 4
+        assert "credentials" in result.stderr and "METRIX_API_KEY" in result.stderr
+        assert "allow-list" in result.stderr
+        data = summary(tmp_path)
+        assert data["rows_total"] == SAMPLE_ROWS
+        assert data["rows_sent"] == len(stored_ids(sb)) == 50
+        failures = failure_rows(tmp_path / "failures.csv")
+        not_sent = [f for f in failures if f["_stage"] == "not_sent"]
+        assert len(failures) == SAMPLE_ROWS - 50
+        assert len(not_sent) >= SAMPLE_VALID - 50 - 4
+        assert data["aborted"]
+    finally:
+        sb.stop()
+
+
+def test_unreachable_endpoint_gives_up_with_exit_4(tmp_path: Path) -> None:
+    env = {"METRIX_APP_ID": "a", "METRIX_API_KEY": "k", "METRIX_ENDPOINT": "http://127.0.0.1:9/"}
+    result = cli(
+        "run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--no-progress", "--give-up-after", "2",
+        "--failures", tmp_path / "f.csv", "--summary-json", tmp_path / "summary.json",
+        env=env, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert_no_traceback(result)
+    assert result.returncode == 4
+    data = summary(tmp_path)
+    assert data["rows_sent"] == 0 and data["rows_failed"] == SAMPLE_ROWS
+    assert "endpoint" in data["aborted"]
+
+
+def test_ctrl_c_stops_writes_reports_and_exits_130(tmp_path: Path) -> None:
+    sb = start_sandbox(tmp_path, "--latency-ms", "100")
+    try:
+        env = {**os.environ, **credentials(sb)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m", str(SAMPLE_MAPPING),
+             "--no-progress", "--concurrency", "2", "--failures", str(tmp_path / "failures.csv"),
+             "--summary-json", str(tmp_path / "summary.json")],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(2.5)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert "Traceback" not in err
+        assert process.returncode == 130, err
+        data = summary(tmp_path)
+        assert data["rows_total"] == SAMPLE_ROWS
+        assert 0 < data["rows_sent"] < SAMPLE_VALID
+        assert data["rows_sent"] == len(stored_ids(sb))
+        not_sent = [f for f in failure_rows(tmp_path / "failures.csv") if f["_stage"] == "not_sent"]
+        assert len(not_sent) >= SAMPLE_VALID - data["rows_sent"] - 10
+        assert "interrupted" in data["aborted"]
+    finally:
+        sb.stop()
+
+
+def test_a_400_fails_only_its_row_with_the_servers_reason(tmp_path: Path) -> None:
+    # The importer never builds a message the sandbox rejects, so a small real server
+    # stands in for a Metrix that refuses one user with 400.
+    from tests.http_stub import stub_server
+
+    def answer(body: dict[str, object]) -> tuple[int, str]:
+        if body["customUserId"] == "C0000003":
+            return 400, '{"error": "customAttributes.is_vip: unsupported value"}'
+        return 200, "{}"
+
+    with stub_server(answer) as (url, received):
+        env = {"METRIX_APP_ID": "a", "METRIX_API_KEY": "secret-key", "METRIX_ENDPOINT": url}
+        result = cli(
+            "run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--no-progress",
+            "--failures", tmp_path / "failures.csv", "--summary-json", tmp_path / "summary.json",
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 1
+    data = summary(tmp_path)
+    assert data["rows_sent"] == SAMPLE_VALID - 1
+    assert data["requests"] == SAMPLE_VALID  # a 400 is not retried
+    assert len(received) == SAMPLE_VALID
+    sent_rows = [f for f in failure_rows(tmp_path / "failures.csv") if f["_stage"] == "send"]
+    assert [r["customer_id"] for r in sent_rows] == ["C0000003"]
+    assert "HTTP 400" in sent_rows[0]["_error"] and "unsupported value" in sent_rows[0]["_error"]
+
+
+def test_the_api_key_never_appears_anywhere(sandbox: Sandbox, tmp_path: Path) -> None:
+    log_file = tmp_path / "run.log"
+    result = cli(
+        "run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "-v", "--log-file", log_file,
+        "--api-key", sandbox.api_key, "--app-id", sandbox.app_id, "--endpoint", sandbox.url,
+        "--failures", tmp_path / "failures.csv", "--summary-json", tmp_path / "summary.json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    texts = [result.stdout, result.stderr, log_file.read_text()]
+    texts += [
+        p.read_text(encoding="utf-8-sig")
+        for p in (tmp_path / "failures.csv", tmp_path / "summary.json")
+    ]
+    for text in texts:
+        assert sandbox.api_key not in text
+    assert "reading" in log_file.read_text()
+
+
+def test_wrong_key_from_the_start_exits_4_fast(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = {**credentials(sandbox), "METRIX_API_KEY": "wrong-key-123"}
+    result = cli(
+        "run",
+        SAMPLE_CSV,
+        "-m",
+        SAMPLE_MAPPING,
+        "--no-progress",
+        "--failures",
+        tmp_path / "f.csv",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 4
+    assert "wrong-key-123" not in result.stdout + result.stderr
+    assert stored_ids(sandbox) == []
+
+
+def test_dry_run_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    result = run_cli(sandbox, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--dry-run")
+    assert result.returncode == 1
+    data = summary(tmp_path)
+    assert data["rows_sent"] == 0 and data["rows_skipped"] == SAMPLE_VALID
+    assert data["requests"] == 0
+    assert stored_ids(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({}, [], "no credentials: set METRIX_APP_ID and METRIX_API_KEY"),
+        (
+            {"METRIX_APP_ID": "a", "METRIX_API_KEY": "k"},
+            ["--endpoint", "http://example.com/"],
+            "refusing to send customer data over plain http",
+        ),
+        (
+            {"METRIX_APP_ID": "a", "METRIX_API_KEY": "k"},
+            ["--endpoint", "ftp://x/"],
+            "not an http(s) URL",
+        ),
+    ],
+)
+def test_run_usage_errors_exit_2_before_any_network(
+    tmp_path: Path, env: dict[str, str], args: list[str], message: str
+) -> None:
+    result = cli("run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, *args, env=env, cwd=tmp_path)
+    assert_no_traceback(result)
+    assert result.returncode == 2
+    assert message in result.stderr
