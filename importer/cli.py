@@ -209,16 +209,34 @@ def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
         click.echo("The file has no data rows.", err=True)
 
 
+def send_options(command: F) -> F:
+    """Endpoint, pacing, duplicates and state, shared by run and plan."""
+    options = [
+        click.option("--endpoint", envvar="METRIX_ENDPOINT", default=DEFAULT_ENDPOINT,
+                     show_default=True, help="Metrix entry URL [env METRIX_ENDPOINT]."),
+        click.option("--concurrency", "-c", default=16, show_default=True,
+                     type=click.IntRange(1, 512),
+                     help="Requests in flight at once. Metrix publishes no limit; 16-64 is "
+                          "polite, raise it when latency is high."),
+        click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+                     help="At most this many requests per second (default: no cap)."),
+        click.option("--duplicates", type=click.Choice(["last", "first", "all", "error"]),
+                     default="last", show_default=True,
+                     help="Rows sharing a customer id: keep the last, the first, send all "
+                          "(needs a time: column), or fail them all."),
+        click.option("--state", "state_path", type=click.Path(dir_okay=False),
+                     help="SQLite file that makes the run resumable and remembers what was "
+                          "delivered (for --only-changed)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command(epilog=EXIT_CODES_HELP)
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("sources", nargs=-1, required=True)
 @source_options
-@click.option(
-    "--endpoint",
-    envvar="METRIX_ENDPOINT",
-    default=DEFAULT_ENDPOINT,
-    show_default=True,
-    help="Metrix entry URL [env METRIX_ENDPOINT].",
-)
+@send_options
 @click.option("--app-id", envvar="METRIX_APP_ID", help="Application id [env METRIX_APP_ID].")
 @click.option(
     "--api-key",
@@ -226,19 +244,6 @@ def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
     show_envvar=False,
     help="API key; prefer the METRIX_API_KEY environment variable (a flag is "
     "visible to other users in `ps`).",
-)
-@click.option(
-    "--concurrency",
-    "-c",
-    default=16,
-    show_default=True,
-    type=click.IntRange(1, 512),
-    help="Requests in flight at once.",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0, min_open=True),
-    help="At most this many requests per second (default: no cap).",
 )
 @click.option(
     "--timeout",
@@ -262,6 +267,14 @@ def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
     help="Stop the run when every request has failed for this many seconds.",
 )
 @click.option(
+    "--only-changed",
+    is_flag=True,
+    help="Skip users whose content equals what was last delivered (needs --state).",
+)
+@click.option(
+    "--restart", is_flag=True, help="With --state: abandon an unfinished run and start over."
+)
+@click.option(
     "--failures",
     type=click.Path(dir_okay=False),
     help="Where to write failed rows (default: <file>.failures.csv here).",
@@ -276,7 +289,7 @@ def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
 @click.option("--grace-seconds", default=5.0, hidden=True, type=float)
 @friendly_errors
 def run(
-    source: str,
+    sources: tuple[str, ...],
     mapping_path: str,
     endpoint: str,
     app_id: str | None,
@@ -286,6 +299,10 @@ def run(
     timeout: float,
     max_retries: int,
     give_up_after: float,
+    duplicates: str,
+    state_path: str | None,
+    only_changed: bool,
+    restart: bool,
     failures: str | None,
     summary_json: str | None,
     no_progress: bool,
@@ -297,7 +314,8 @@ def run(
     grace_seconds: float,
     **reader: Any,
 ) -> None:
-    """Send every valid row of SOURCE to Metrix, one user per request."""
+    """Send every valid row of SOURCES (files or quoted globs) to Metrix, one user per
+    request. Several sources form one run with one summary and one failure CSV."""
     from importer.job import Outputs, run_job, setup_logging
     from importer.runner import RunOptions
     from importer.transport import check_endpoint
@@ -320,20 +338,35 @@ def run(
     options = RunOptions(
         endpoint=endpoint, app_id=app_id or "", api_key=secret, concurrency=concurrency,
         rate=rate, timeout=timeout, max_retries=max_retries, dry_run=dry_run,
-        outage_seconds=give_up_after, grace_seconds=grace_seconds,
+        only_changed=only_changed, outage_seconds=give_up_after, grace_seconds=grace_seconds,
         progress_interval=min(progress_interval, 1.0),
     )  # fmt: skip
     outputs = Outputs(
-        failures=Path(failures) if failures else default_failures_path(source),
+        failures=Path(failures) if failures else default_failures_path(sources[0]),
         summary_json=Path(summary_json) if summary_json else None,
         progress=not no_progress,
         progress_interval=progress_interval,
     )
-    summary, code, advice = run_job(source, mapping, options, outputs)
-    click.echo(summary.render())
-    if advice:
-        click.echo(f"error: {advice}", err=True)
-    sys.exit(int(code))
+    result = run_job(
+        sources, mapping, options, outputs, sheet=mapping.source.sheet, duplicates=duplicates,
+        state_path=state_path, restart=restart,
+    )  # fmt: skip
+    for note in result.notes:
+        click.echo(note)
+    click.echo(result.summary.render())
+    if result.advice:
+        click.echo(f"error: {result.advice}", err=True)
+    sys.exit(int(result.exit_code))
+
+
+@main.command("state")
+@click.argument("path", type=click.Path(dir_okay=False))
+@friendly_errors
+def state_command(path: str) -> None:
+    """Show what a --state file holds: runs, sources, counts, and whether one can resume."""
+    from importer.state import describe_state
+
+    click.echo(describe_state(path))
 
 
 def _register_sandbox() -> None:

@@ -1,27 +1,47 @@
-"""A whole import run: wire the edges around the runner and turn the result into an
-exit code. The CLI calls ``run_job``; tests can call it too."""
+"""A whole run or plan: expand the inputs, check them all, wire the edges around the
+runner, and turn the result into an exit code. The CLI calls these; so can tests."""
 
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from importer.config import Mapping
 from importer.delivery import mask
-from importer.errors import ExitCode
+from importer.duplicates import DUPLICATE_REASON, DuplicatePlan, id_stream, no_plan, plan_duplicates
+from importer.errors import ExitCode, ImporterError, SourceError
 from importer.messages import RowMapper
-from importer.pipeline import Outcome, open_mapped, outcomes, run_start_millis
+from importer.pipeline import Outcome, outcomes, run_start_millis
 from importer.progress import choose_progress
+from importer.readers import Record, Source, list_sheets, open_source
 from importer.report import FailureWriter, Summary
 from importer.runner import Runner, RunOptions, install_signal_handlers
+from importer.state import StateStore, input_fingerprint
 from importer.transport import HttpTransport
 
 log = logging.getLogger("metrix_importer")
+
+
+class UsageProblem(ImporterError):
+    """A combination of options that cannot work."""
+
+    exit_code = ExitCode.USAGE
+
+
+@dataclass(frozen=True)
+class Input:
+    """One table to read: a file, or one sheet of a workbook."""
+
+    label: str  # names the input in state and in the failure CSV's _source
+    path: str
+    sheet: str | int | None = None
+    row_prefix: str = ""  # "Customers:" when every sheet of a workbook is read
 
 
 @dataclass(frozen=True)
@@ -34,53 +54,285 @@ class Outputs:
     progress_interval: float = 10.0
 
 
+@dataclass
+class JobResult:
+    """What a run or plan produced."""
+
+    summary: Summary
+    exit_code: ExitCode
+    advice: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def expand_inputs(patterns: Sequence[str], sheet: str | int | None) -> list[Input]:
+    """Paths and quoted globs to inputs; ``--sheet all`` makes one input per sheet."""
+    paths: list[str] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            found = sorted(glob.glob(pattern))
+            if not found:
+                raise SourceError(pattern, "no file matches this pattern", "Check the quoted glob.")
+            paths += found
+        else:
+            paths.append(pattern)
+    if len(set(paths)) != len(paths):
+        raise UsageProblem("the same file is named twice; give each input once")
+    several = len(paths) > 1
+    inputs: list[Input] = []
+    for path in paths:
+        if sheet == "all":
+            for name in list_sheets(path):
+                label = f"{path}:{name}" if several else name
+                inputs.append(Input(label, path, name, f"{name}:"))
+        else:
+            inputs.append(Input(path if several else "", path, sheet))
+    return inputs
+
+
+class Job:
+    """Inputs, mapping and failure report of one run, checked before any row is sent."""
+
+    def __init__(self, inputs: list[Input], mapping: Mapping, run_time_ms: int) -> None:
+        self.inputs = inputs
+        self.mapping = mapping
+        self.run_time_ms = run_time_ms
+        self.mappers: dict[str, RowMapper] = {}
+        self.headers: dict[str, list[str]] = {}
+        self.encodings: set[str] = set()
+        self._current: Source | None = None  # the input being read
+        self._index = 0
+        for item in inputs:
+            # Open every input once up front so a missing column or an unreadable
+            # file in the tenth file stops the run before anything is sent.
+            source = self.open(item)
+            self.mappers[item.label] = RowMapper(mapping, source.header, run_time_ms)
+            self.headers[item.label] = source.display_header
+            if source.encoding:
+                self.encodings.add(source.encoding)
+            log.info("reading %s", source.describe())
+            _close(source)
+
+    @property
+    def labels(self) -> list[str]:
+        return [item.label for item in self.inputs]
+
+    @property
+    def several(self) -> bool:
+        return len(self.inputs) > 1 and any(item.label for item in self.inputs)
+
+    def open(self, item: Input) -> Source:
+        options = self.mapping.source
+        return open_source(
+            item.path,
+            sheet=item.sheet if item.sheet is not None else options.sheet,
+            encoding=options.encoding,
+            delimiter=options.delimiter,
+            header_row=options.header_row,
+        )
+
+    def failure_writer(self, path: Path) -> FailureWriter:
+        """One failure CSV for all inputs (with ``_source`` when there are several)."""
+        union: list[str] = []
+        for header in self.headers.values():
+            union += [name for name in header if name not in union]
+        layouts = {
+            label: [header.index(name) if name in header else -1 for name in union]
+            for label, header in self.headers.items()
+            if header != union
+        }
+        prefixes = {item.label: item.row_prefix for item in self.inputs if item.row_prefix}
+        sources = {item.label: item.path for item in self.inputs}
+        return FailureWriter(
+            path, union, with_source=len(set(sources.values())) > 1,
+            layouts=layouts, row_prefixes=prefixes, source_names=sources,
+        )  # fmt: skip
+
+    def outcomes(
+        self, skip: Callable[[str, int], bool], duplicates: DuplicatePlan
+    ) -> Iterator[Outcome]:
+        """Every row of every input, in order; duplicates are marked, not mapped."""
+        for index, item in enumerate(self.inputs):
+            source = self.open(item)
+            self._index, self._current = index, source
+            label = item.label
+            for outcome in outcomes(source, self.mappers[label], label, skip):
+                row = outcome.row
+                if duplicates.skip and duplicates.is_skipped(label, row):
+                    yield Outcome(row, outcome.cells, None, "skip", DUPLICATE_REASON, (), label)
+                elif duplicates.error and (count := duplicates.error_count(label, row)):
+                    user = self.mappers[label].user_id_of(outcome.cells)
+                    reason = (
+                        f"customer id '{user}' is on {count} rows; with --duplicates error "
+                        "none of them is sent (keep one, or use --duplicates last)"
+                    )
+                    yield Outcome(row, outcome.cells, None, "validate", reason,
+                                  ("duplicate customer id",), label)  # fmt: skip
+                else:
+                    yield outcome
+        self._index, self._current = len(self.inputs), None
+
+    def rest(self) -> Iterator[tuple[str, int, list[str]]]:
+        """After an abort: the unread rows of the current input, then every later one."""
+        for index in range(self._index, len(self.inputs)):
+            item = self.inputs[index]
+            if index == self._index and self._current is not None:
+                records: Iterator[Record] = self._current.records
+            else:
+                records = self.open(item).records
+            for row, cells, _ in records:
+                yield item.label, row, cells
+
+    def fraction(self) -> float | None:
+        """Share of the current CSV read, for progress when the row count is unknown."""
+        source = self._current
+        if source is None or source.kind != "csv" or not source.size_bytes:
+            return None
+        return min(1.0, source.bytes_read() / source.size_bytes)
+
+    def duplicate_plan(self, policy: str) -> DuplicatePlan:
+        """Find duplicated users across all inputs (one extra, id-only read)."""
+        if policy == "all":
+            return no_plan(policy)
+        started = time.monotonic()
+
+        def opener(item: Input) -> Callable[[], Iterator[Record]]:
+            return lambda: self.open(item).records
+
+        stream = id_stream(
+            [(item.label, opener(item)) for item in self.inputs],
+            lambda label, cells: self.mappers[label].user_id_of(cells),
+        )
+        plan = plan_duplicates(stream, policy)
+        log.info(
+            "checked %d rows for duplicates in %.1f s: %d users on more than one row",
+            plan.rows, time.monotonic() - started, plan.duplicate_users,
+        )  # fmt: skip
+        return plan
+
+
+def _close(source: Source) -> None:
+    close = getattr(source.records, "close", None)
+    if close is not None:
+        close()
+
+
 def run_job(
-    source_path: str, mapping: Mapping, options: RunOptions, outputs: Outputs
-) -> tuple[Summary, ExitCode, str]:
-    """Import one source; returns the summary, the exit code it earns, and advice."""
+    patterns: Sequence[str],
+    mapping: Mapping,
+    options: RunOptions,
+    outputs: Outputs,
+    *,
+    sheet: str | int | None = None,
+    duplicates: str = "last",
+    state_path: str | None = None,
+    restart: bool = False,
+) -> JobResult:
+    """Import the inputs; returns the summary, the exit code it earns, and advice."""
     started = time.monotonic()
-    source = open_mapped(source_path, mapping)
-    log.info("reading %s", source.describe())
-    mapper = RowMapper(mapping, source.header, run_start_millis())
-    summary = Summary(
-        mode="dry-run" if options.dry_run else "run", source=source_path, encoding=source.encoding
-    )
-    failures = FailureWriter(outputs.failures, source.display_header)
-    progress = choose_progress(outputs.progress, source.total_rows, log, outputs.progress_interval)
-
-    def fraction() -> float | None:
-        if source.size_bytes and source.kind == "csv":
-            return min(1.0, source.bytes_read() / source.size_bytes)
-        return None
-
-    def rest() -> Iterator[tuple[str, int, list[str]]]:
-        for row, cells, _ in source.records:
-            yield "", row, cells
-
-    runner = Runner(options, summary, failures, progress=progress)
+    if duplicates == "all" and mapping.time is None:
+        raise UsageProblem(
+            "--duplicates all sends every row of a user, but the mapping has no `time:` "
+            "column, so they would all carry the same time and Metrix may drop all but one "
+            "as duplicates. Add `time: {column: ...}` to the mapping, or use "
+            "--duplicates last (the default)."
+        )
+    if options.only_changed and not state_path:
+        raise UsageProblem(
+            "--only-changed needs --state PATH: that file remembers what was delivered"
+        )
+    inputs = expand_inputs(patterns, sheet)
+    state = StateStore(state_path) if state_path else None
     try:
-        asyncio.run(_run(runner, outcomes(source, mapper), rest(), fraction))
+        run_time = run_start_millis()
+        if state is not None:
+            info = state.begin(
+                [item.label for item in inputs],
+                input_fingerprint(sorted({item.path for item in inputs})),
+                mapping.fingerprint,
+                run_time,
+                restart,
+            )
+            run_time = info.run_time_ms
+            if info.resumed:
+                log.warning("resuming the unfinished run from %s", state_path)
+        job = Job(inputs, mapping, run_time)
+        return _run(job, options, outputs, state, duplicates, started, patterns)
+    finally:
+        if state is not None:
+            state.close()
+
+
+def _run(
+    job: Job,
+    options: RunOptions,
+    outputs: Outputs,
+    state: StateStore | None,
+    duplicates: str,
+    started: float,
+    patterns: Sequence[str],
+) -> JobResult:
+    plan = job.duplicate_plan(duplicates)
+    mode = "dry-run" if options.dry_run else "run"
+    summary = Summary(mode=mode, source=", ".join(patterns), encoding=_encoding(job))
+    failures = job.failure_writer(outputs.failures)
+    notes: list[str] = []
+    if state is not None and state.run is not None and state.run.resumed:
+        restored = state.restored()
+        summary.rows_sent, summary.rows_failed = restored.sent, restored.failed
+        summary.rows_skipped = sum(restored.skipped.values())
+        summary.skipped.update(restored.skipped)
+        summary.rows_invalid = restored.invalid
+        summary.rows_total = restored.total
+        summary.rows_valid = restored.total - restored.invalid
+        summary.reasons.update(restored.reasons)
+        for label, row, stage, error, cells in state.prior_failures():
+            failures.write(row, stage, error, cells, label)
+        notes.append(f"resumed: {restored.total:,} rows were already done before")
+    total = plan.rows or None
+    progress = choose_progress(outputs.progress, total, log, outputs.progress_interval)
+    runner = Runner(options, summary, failures, ledger=state, progress=progress)
+    skip = state.is_done if state is not None else _never
+    try:
+        asyncio.run(_drive(runner, job.outcomes(skip, plan), job.rest(), job.fraction))
     finally:
         progress.close()
         failures.close()
-    summary.blank_rows = source.stats.blank_rows
-    summary.warnings.update(mapper.warnings)
+    for mapper in job.mappers.values():
+        summary.warnings.update(mapper.warnings)
     summary.failures_path = str(outputs.failures) if failures.count else None
     summary.duration_seconds = time.monotonic() - started
-    state = runner.state
+    run_state = runner.state
     summary.extra.update(
-        requests=state.requests,
-        retries=state.retries,
-        status_counts=dict(sorted(state.status_counts.items())),
+        requests=run_state.requests,
+        retries=run_state.retries,
+        status_counts=dict(sorted(run_state.status_counts.items())),
         users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
         aborted=None if runner.abort is None else runner.abort.reason,
+        duplicates=plan.as_dict(),
     )
+    if state is not None:
+        status = "finished" if runner.abort is None else runner.abort.code
+        state.finish("finished" if status == "finished" else _status(status), summary.as_dict())
     if outputs.summary_json is not None:
         summary.write_json(outputs.summary_json)
-    return summary, exit_code(summary, runner), advice(runner, summary, mapping)
+    return JobResult(
+        summary, exit_code(summary, runner), advice(runner, summary, job.mapping), notes
+    )
 
 
-async def _run(
+def _never(label: str, row: int) -> bool:
+    return False
+
+
+def _status(code: str) -> str:
+    return "interrupted" if code == "interrupted" else "aborted"
+
+
+def _encoding(job: Job) -> str | None:
+    return ", ".join(sorted(job.encodings)) or None
+
+
+async def _drive(
     runner: Runner,
     stream: Iterator[Outcome],
     rest: Iterator[tuple[str, int, list[str]]],
@@ -108,6 +360,7 @@ def advice(runner: Runner, summary: Summary, mapping: Mapping) -> str:
         rerun = (
             f" Rows not sent are in {summary.failures_path} (_stage not_sent); once fixed, "
             f"re-run that file: metrix-import run {summary.failures_path} --mapping {mapping.path}"
+            " (or run the same command again with --state to resume)."
         )
     if abort.code == "credentials":
         return (
@@ -153,9 +406,8 @@ def setup_logging(verbose: bool, log_file: str | None, secret: str, progress_bar
     root.propagate = False
     masking = MaskingFilter(secret)
     stderr = logging.StreamHandler(sys.stderr)
-    stderr.setLevel(
-        logging.DEBUG if verbose else (logging.WARNING if progress_bar else logging.INFO)
-    )
+    level = logging.DEBUG if verbose else (logging.WARNING if progress_bar else logging.INFO)
+    stderr.setLevel(level)
     stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     stderr.addFilter(masking)
     root.addHandler(stderr)

@@ -192,6 +192,12 @@ class RowMapper:
                 plan.append((name, self._positions[spec.column or ""], None, None))
         return plan
 
+    def user_id_of(self, cells: Sequence[str]) -> str | None:
+        """The customUserId a row would get, or None when its id cell is unusable."""
+        problems: list[RowProblem] = []
+        value = self._value(self._user_id, cells, problems)
+        return None if problems or value is _MISSING or value is None else str(value)
+
     # --- the hot path -----------------------------------------------------------
 
     def map_row(self, cells: Sequence[str]) -> MappedRow | list[RowProblem]:

@@ -8,7 +8,7 @@ row, which is what lets every command account for every row.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,16 +47,27 @@ def run_start_millis() -> int:
     return time.time_ns() // 1_000_000
 
 
-def outcomes(source: Source, mapper: RowMapper) -> Iterator[Outcome]:
-    """Every data row of ``source`` as an Outcome, in file order."""
+def outcomes(
+    source: Source,
+    mapper: RowMapper,
+    label: str = "",
+    skip: Callable[[str, int], bool] | None = None,
+) -> Iterator[Outcome]:
+    """Every data row of ``source`` as an Outcome, in file order.
+
+    Rows for which ``skip(label, row)`` is true (done before a resume) are passed over
+    before any mapping work.
+    """
     map_row = mapper.map_row
     for number, cells, problem in source.records:
+        if skip is not None and skip(label, number):
+            continue
         if problem is not None:
-            yield Outcome(number, cells, None, "read", problem, (_read_key(problem),))
+            yield Outcome(number, cells, None, "read", problem, (_read_key(problem),), label)
             continue
         result = map_row(cells)
         if isinstance(result, MappedRow):
-            yield Outcome(number, cells, result)
+            yield Outcome(number, cells, result, source=label)
         else:
             yield Outcome(
                 number,
@@ -65,6 +76,7 @@ def outcomes(source: Source, mapper: RowMapper) -> Iterator[Outcome]:
                 "validate",
                 "; ".join(str(p) for p in result),
                 tuple(p.key for p in result),
+                label,
             )
 
 

@@ -447,6 +447,26 @@ def excel_cell_text(value: Any) -> str:
     return str(value)
 
 
+def list_sheets(path: str | Path) -> list[str]:
+    """The worksheet names of a workbook, in order (for ``--sheet all``)."""
+    name = str(path)
+    file = Path(path)
+    if not file.exists():
+        raise SourceError(name, "the file does not exist", "Check the path and try again.")
+    if file.suffix.lower() not in EXCEL_SUFFIXES and not zipfile.is_zipfile(file):
+        raise SourceError(name, "--sheet all needs an Excel workbook (.xlsx)")
+    import python_calamine as calamine
+
+    try:
+        book = calamine.CalamineWorkbook.from_path(name)
+        names = [meta.name for meta in book.sheets_metadata if _is_worksheet(meta)]
+    except Exception as exc:  # calamine raises several unrelated types for broken files
+        raise SourceError(
+            name, f"this Excel file cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+    return names or list(book.sheet_names)
+
+
 def _open_excel(
     file: Path, name: str, size: int, sheet: str | int | None, header_row: int
 ) -> Source:

@@ -38,10 +38,24 @@ class FailureWriter:
     without failures leaves no file.
     """
 
-    def __init__(self, path: str | Path, header: list[str], with_source: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        header: list[str],
+        with_source: bool = False,
+        *,
+        layouts: dict[str, list[int]] | None = None,
+        row_prefixes: dict[str, str] | None = None,
+        source_names: dict[str, str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.header = header
         self.with_source = with_source
+        # Per input label: where each report column's cell is in that input's rows
+        # (inputs whose header differs), "Sheet:" before row numbers, and file names.
+        self._layouts = layouts or {}
+        self._prefixes = row_prefixes or {}
+        self._names = source_names or {}
         self.count = 0
         self._file: IO[str] | None = None
         self._writer: Any = None
@@ -59,7 +73,14 @@ class FailureWriter:
         """Add one failed row with every reason it failed."""
         if self._file is None:
             self._open()
-        lead: list[Any] = [row, stage, error] + ([source] if self.with_source else [])
+        layout = self._layouts.get(source)
+        if layout is not None:
+            width = sum(1 for i in layout if i >= 0)
+            cells = [cells[i] if 0 <= i < len(cells) else "" for i in layout] + cells[width:]
+        shown_row = f"{self._prefixes[source]}{row}" if source in self._prefixes else row
+        lead: list[Any] = [shown_row, stage, error]
+        if self.with_source:
+            lead.append(self._names.get(source, source))
         self._writer.writerow(lead + [neutralize(c) for c in cells])
         self.count += 1
 

@@ -19,7 +19,7 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,12 +76,12 @@ class Ledger(Protocol):
 
     def is_done(self, source: str, row: int) -> bool: ...
 
-    def is_unchanged(self, user_id: str, fingerprint: bytes) -> bool: ...
+    def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]: ...
 
     def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None: ...
 
     def record_failed(
-        self, source: str, row: int, stage: str, error: str, cells: list[str]
+        self, source: str, row: int, stage: str, error: str, cells: list[str], keys: Sequence[str]
     ) -> None: ...
 
     def record_skipped(self, source: str, row: int, reason: str) -> None: ...
@@ -95,14 +95,14 @@ class NoLedger:
     def is_done(self, source: str, row: int) -> bool:
         return False
 
-    def is_unchanged(self, user_id: str, fingerprint: bytes) -> bool:
-        return False
+    def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        return set()
 
     def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None:
         pass
 
     def record_failed(
-        self, source: str, row: int, stage: str, error: str, cells: list[str]
+        self, source: str, row: int, stage: str, error: str, cells: list[str], keys: Sequence[str]
     ) -> None:
         pass
 
@@ -161,17 +161,19 @@ class Runner:
         self._pause_until = 0.0
         self._next_slot = 0.0
         self._workers: list[asyncio.Task[None]] = []
-        self._in_flight: dict[int, Item] = {}  # by id(item)
+        self._producer: asyncio.Task[None] | None = None
+        # Fingerprints are only worth computing when a state file keeps them.
+        self.remembers = not isinstance(self.ledger, NoLedger)
 
     # --- accounting (the only place counts change) ----------------------------------
 
     def _failed(
-        self, source: str, row: int, stage: str, error: str, cells: list[str], key: str
+        self, source: str, row: int, stage: str, error: str, cells: list[str], keys: Sequence[str]
     ) -> None:
         self.summary.rows_failed += 1
-        self.summary.reasons[key] += 1
+        self.summary.reasons.update(keys)
         self.failures.write(row, stage, error, cells, source)
-        self.ledger.record_failed(source, row, stage, error, cells)
+        self.ledger.record_failed(source, row, stage, error, cells, keys)
 
     def _sent(self, item: Item) -> None:
         self.summary.rows_sent += 1
@@ -183,9 +185,8 @@ class Runner:
         self.ledger.record_skipped(source, row, reason)
 
     def _not_sent(self, item: Item, reason: str) -> None:
-        self._failed(
-            item.source, item.row, STAGE_NOT_SENT, reason, item.cells, f"not sent: {reason}"
-        )
+        keys = (f"not sent: {reason}",)
+        self._failed(item.source, item.row, STAGE_NOT_SENT, reason, item.cells, keys)
 
     def snapshot(self, fraction: float | None = None) -> Snapshot:
         s = self.summary
@@ -206,7 +207,7 @@ class Runner:
         rest: Iterator[tuple[str, int, list[str]]],
         fraction: Callable[[], float | None] | None = None,
     ) -> None:
-        """Send every valid outcome; afterwards account for ``rest`` if the run aborted."""
+        """Send every valid outcome; after an abort, account for ``rest`` as not sent."""
         queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.options.concurrency * 4)
         if not self.options.dry_run:
             assert self.transport is not None
@@ -214,69 +215,97 @@ class Runner:
                 asyncio.create_task(self._worker(queue)) for _ in range(self.options.concurrency)
             ]
         ticker = asyncio.create_task(self._tick(fraction))
+        self._producer = asyncio.create_task(self._produce(outcomes, queue))
         try:
-            await self._produce(outcomes, queue)
+            await asyncio.gather(self._producer, return_exceptions=not self.hard_stop)
         finally:
-            for _ in self._workers:
-                await queue.put(None)
             await self._finish_workers(queue)
             ticker.cancel()
             self.progress.update(self.snapshot(1.0 if self.abort is None else None))
+        if self._producer.done() and not self._producer.cancelled():
+            error = self._producer.exception()
+            if error is not None:
+                raise error
         if self.abort is not None and not self.hard_stop:
             await self._drain(rest)
 
     async def _produce(
         self, outcomes: Iterable[Outcome], queue: asyncio.Queue[Item | None]
     ) -> None:
-        options, summary, ledger = self.options, self.summary, self.ledger
-        since_yield = 0
+        chunk: list[Outcome] = []
         for outcome in outcomes:
-            summary.rows_total += 1
-            source, row = outcome.source, outcome.row
-            mapped = outcome.mapped
-            if mapped is None:
-                summary.rows_invalid += 1
-                for key in outcome.keys:
-                    summary.reasons[key] += 1
-                summary.rows_failed += 1
-                self.failures.write(row, outcome.stage, outcome.error, outcome.cells, source)
-                ledger.record_failed(source, row, outcome.stage, outcome.error, outcome.cells)
-            else:
-                summary.rows_valid += 1
-                fingerprint = content_fingerprint(mapped)
-                if options.only_changed and ledger.is_unchanged(mapped.user_id, fingerprint):
-                    self._skipped(source, row, "unchanged since the last run")
-                elif options.dry_run:
-                    self._skipped(source, row, "dry run: would have been sent")
-                else:
-                    body, _ = encode_body(mapped)
-                    item = Item(row, outcome.cells, body, mapped.user_id, fingerprint, source)
-                    await queue.put(item)
-                    since_yield = 0
-            since_yield += 1
-            if since_yield >= 64:
+            chunk.append(outcome)
+            if len(chunk) >= 128:
+                await self._produce_chunk(chunk, queue)
+                chunk = []
+                if self._stop_reading.is_set():
+                    return
                 # Mapping is CPU work on the loop's thread: hand the loop to the
                 # workers regularly so their sockets keep moving.
                 await asyncio.sleep(0)
-                since_yield = 0
-            if self._stop_reading.is_set():
-                return
+        await self._produce_chunk(chunk, queue)
+
+    async def _produce_chunk(self, chunk: list[Outcome], queue: asyncio.Queue[Item | None]) -> None:
+        options, summary = self.options, self.summary
+        fingerprints: dict[int, bytes] = {}
+        unchanged: set[str] = set()
+        if self.remembers:
+            pairs: list[tuple[str, bytes]] = []
+            for index, outcome in enumerate(chunk):
+                if outcome.mapped is not None:
+                    fingerprint = content_fingerprint(outcome.mapped)
+                    fingerprints[index] = fingerprint
+                    pairs.append((outcome.mapped.user_id, fingerprint))
+            if options.only_changed:
+                unchanged = self.ledger.unchanged_users(pairs)
+        for index, outcome in enumerate(chunk):
+            summary.rows_total += 1
+            source, row, mapped = outcome.source, outcome.row, outcome.mapped
+            if mapped is None and outcome.stage == "skip":
+                summary.rows_valid += 1
+                self._skipped(source, row, outcome.error)
+                continue
+            if mapped is None:
+                summary.rows_invalid += 1
+                self._failed(source, row, outcome.stage, outcome.error, outcome.cells, outcome.keys)
+                continue
+            summary.rows_valid += 1
+            if mapped.user_id in unchanged:
+                self._skipped(source, row, "unchanged since the last run")
+            elif options.dry_run:
+                self._skipped(source, row, "dry run: would have been sent")
+            else:
+                body, _ = encode_body(mapped)
+                item = Item(
+                    row, outcome.cells, body, mapped.user_id, fingerprints.get(index, b""), source
+                )
+                try:
+                    await queue.put(item)
+                except asyncio.CancelledError:
+                    self._not_sent(item, self.abort.reason if self.abort else "run stopped")
+                    raise
 
     async def _finish_workers(self, queue: asyncio.Queue[Item | None]) -> None:
+        if self.abort is not None:
+            # Queued rows will not be sent: account for them now, then let the
+            # workers see the end of the queue.
+            self._not_sent_queue(queue)
+        for _ in self._workers:
+            await queue.put(None)
         if not self._workers:
             return
-        if self.abort is not None and self.abort.code == "interrupted" and not self.hard_stop:
+        if self.abort is not None and (self.hard_stop or self.abort.code != "interrupted"):
+            for task in self._workers:
+                task.cancel()
+        elif self.abort is not None:
             _, pending = await asyncio.wait(self._workers, timeout=self.options.grace_seconds)
             for task in pending:
                 task.cancel()
-        elif self.abort is not None:
-            for task in self._workers:
-                task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        self._not_sent_queue(queue)
+
+    def _not_sent_queue(self, queue: asyncio.Queue[Item | None]) -> None:
         reason = self.abort.reason if self.abort else "run stopped"
-        for item in list(self._in_flight.values()):
-            self._not_sent(item, reason)
-        self._in_flight.clear()
         while not queue.empty():
             queued = queue.get_nowait()
             if queued is not None:
@@ -286,13 +315,13 @@ class Runner:
         """After an abort, every row not yet read goes to the failure CSV unsent."""
         assert self.abort is not None
         reason = self.abort.reason
-        key = f"not sent: {reason}"
+        keys = (f"not sent: {reason}",)
         count = 0
         for source, row, cells in rest:
             if self.ledger.is_done(source, row):
                 continue
             self.summary.rows_total += 1
-            self._failed(source, row, STAGE_NOT_SENT, reason, cells, key)
+            self._failed(source, row, STAGE_NOT_SENT, reason, cells, keys)
             count += 1
             if count % 2000 == 0:
                 await asyncio.sleep(0)
@@ -317,7 +346,6 @@ class Runner:
             if self.abort is not None:
                 self._not_sent(item, self.abort.reason)
                 continue
-            self._in_flight[id(item)] = item
             try:
                 await self._deliver(item)
             except asyncio.CancelledError:
@@ -325,8 +353,6 @@ class Runner:
                 # makes sending it again safe, so it is reported as not sent.
                 self._not_sent(item, self.abort.reason if self.abort else "run stopped")
                 raise
-            finally:
-                self._in_flight.pop(id(item), None)
 
     async def _deliver(self, item: Item) -> None:
         retried = False
@@ -376,7 +402,7 @@ class Runner:
                 self._failed(
                     item.source, item.row, STAGE_SEND,
                     f"Metrix rejected this row (HTTP {status}): {reason}",
-                    item.cells, f"rejected by Metrix (HTTP {status})",
+                    item.cells, (f"rejected by Metrix (HTTP {status})",),
                 )  # fmt: skip
                 return None
             if verdict is Verdict.FATAL:
@@ -400,7 +426,7 @@ class Runner:
                 item.source, item.row, STAGE_SEND,
                 f"not delivered after {attempt} attempts (last: {problem}); "
                 "re-run the failure file to try again",
-                item.cells, f"not delivered after retries ({problem})",
+                item.cells, (f"not delivered after retries ({problem})",),
             )  # fmt: skip
             return None
         log.debug("row %s: %s, will retry (attempt %d)", item.row, problem, attempt)
@@ -453,8 +479,9 @@ class Runner:
         """Ctrl-C / SIGTERM: first stop gently, the second time stop now."""
         if self.abort is not None and self.abort.code == "interrupted":
             self.hard_stop = True
-            for task in self._workers:
-                task.cancel()
+            for task in [*self._workers, self._producer]:
+                if task is not None:
+                    task.cancel()
             return
         self._trigger_abort(Aborted("the run was interrupted", "interrupted"))
 

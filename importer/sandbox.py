@@ -480,9 +480,7 @@ class Store:
         """Run ``query`` after every message accepted so far is in the database."""
         if self._buffer:
             self._submit_flush()  # the single worker runs it before the query below
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, query, self._conn
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, query, self._conn)
 
     async def run_flusher(self) -> None:
         """Background task: flush every FLUSH_INTERVAL_S, or sooner when the buffer fills."""

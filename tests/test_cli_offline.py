@@ -12,8 +12,15 @@ from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, SAMPLE_XLSX, assert_no
 
 
 def test_validate_sample_reports_invalid_rows_and_exits_1(tmp_path: Path) -> None:
-    result = cli("validate", SAMPLE_CSV, "--mapping", SAMPLE_MAPPING,
-                 "--summary-json", "s.json", cwd=tmp_path)
+    result = cli(
+        "validate",
+        SAMPLE_CSV,
+        "--mapping",
+        SAMPLE_MAPPING,
+        "--summary-json",
+        "s.json",
+        cwd=tmp_path,
+    )
     assert_no_traceback(result)
     assert result.returncode == 1
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -73,7 +80,9 @@ def test_preview_prints_exact_bodies_then_invalid_rows(tmp_path: Path) -> None:
 
 def test_bad_mapping_exits_2_with_every_problem(tmp_path: Path) -> None:
     mapping = tmp_path / "bad.yaml"
-    mapping.write_text("user_id: id\ncustom:\n  a: {column: a, type: integer}\n  b: {column: b, type: flaot}\n")
+    mapping.write_text(
+        "user_id: id\ncustom:\n  a: {column: a, type: integer}\n  b: {column: b, type: flaot}\n"
+    )
     result = cli("validate", SAMPLE_CSV, "-m", mapping, cwd=tmp_path)
     assert_no_traceback(result)
     assert result.returncode == 2
@@ -100,7 +109,9 @@ def test_mapping_naming_missing_columns_exits_2_with_a_hint(tmp_path: Path) -> N
         ("photo.csv", bytes(range(256)) * 20, "binary data"),
     ],
 )
-def test_unreadable_input_exits_3(tmp_path: Path, name: str, data: bytes | None, message: str) -> None:
+def test_unreadable_input_exits_3(
+    tmp_path: Path, name: str, data: bytes | None, message: str
+) -> None:
     path = tmp_path / name
     if data is not None:
         path.write_bytes(data)

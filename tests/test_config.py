@@ -82,7 +82,10 @@ colour: blue
         ("user_id: id\nfields:\n  hashedEmail: e", "(hashed fields go under `hashed:`)"),
         ("user_id: id\n  bad: indent", "line 2, column 6: not valid YAML"),
         ("user_id: id\nprivacy: {send_clear: maybe}", "privacy.send_clear: expected true or false"),
-        ("user_id: id\ncustom: {x: {column: c, type: date, format: nope}}", "unknown format 'nope'"),
+        (
+            "user_id: id\ncustom: {x: {column: c, type: date, format: nope}}",
+            "unknown format 'nope'",
+        ),
     ],
 )
 def test_single_problems(text: str, message: str) -> None:

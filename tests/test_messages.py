@@ -128,10 +128,12 @@ def test_missing_columns_are_reported_together_with_the_closest_header() -> None
     with pytest.raises(MappingError) as caught:
         mapper(text, ["customerid", "email", "first"])
     found = [str(p) for p in caught.value.problems]
-    assert found[0].startswith("user_id.column: the file has no column 'customer_id'; "
-                               "the closest header is 'customerid'")
-    assert found[1].startswith("fields.email.column: the file has no column 'e_mail'; "
-                               "the closest header is 'email'")
+    assert found[0].startswith(
+        "user_id.column: the file has no column 'customer_id'; the closest header is 'customerid'"
+    )
+    assert found[1].startswith(
+        "fields.email.column: the file has no column 'e_mail'; the closest header is 'email'"
+    )
     assert len(found) == 2
 
 
@@ -139,7 +141,9 @@ def test_duplicate_headers_need_the_numbered_name() -> None:
     header = ["id", "phone", "phone#2"]
     with pytest.raises(MappingError, match="several columns named 'phone'"):
         mapper("user_id: id\nfields: {phoneNumber: phone}", header)
-    row = mapper("user_id: id\nfields: {phoneNumber: 'phone#2'}", header).map_row(["1", "a", "09121122333"])
+    row = mapper("user_id: id\nfields: {phoneNumber: 'phone#2'}", header).map_row(
+        ["1", "a", "09121122333"]
+    )
     assert isinstance(row, MappedRow)
     assert row.message["phoneNumber"] == "09121122333"
 
@@ -185,7 +189,9 @@ cells = st.lists(st.text(max_size=20), min_size=len(HEADER), max_size=len(HEADER
 @given(cells)
 def test_any_row_maps_or_fails_with_problems_never_raises(row: list[str]) -> None:
     result = mapper().map_row(row)
-    assert isinstance(result, MappedRow) or (result and all(isinstance(p, RowProblem) for p in result))
+    assert isinstance(result, MappedRow) or (
+        result and all(isinstance(p, RowProblem) for p in result)
+    )
 
 
 @given(st.lists(st.text(max_size=12), min_size=len(HEADER), max_size=len(HEADER)))

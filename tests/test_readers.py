@@ -92,7 +92,7 @@ def test_sniff_delimiter_ignores_delimiters_inside_text() -> None:
 
 @pytest.mark.parametrize("name", ["in.csv.gz", "in.tsv.gz", "no_suffix"])
 def test_gzip_is_recognised_by_its_bytes(tmp_path: Path, name: str) -> None:
-    path = write(tmp_path, name, gzip.compress("id\tv\n1\tx\n2\ty\n".encode()))
+    path = write(tmp_path, name, gzip.compress(b"id\tv\n1\tx\n2\ty\n"))
     assert [c for _, c, _ in open_source(path).records] == [["1", "x"], ["2", "y"]]
 
 
@@ -117,7 +117,10 @@ def test_wrong_field_counts_become_failures_with_line_numbers(tmp_path: Path) ->
         (4, ["4", "Reza"]),
     ]
     assert got[0][2] is None and got[3][2] is None
-    assert got[1][2] == "line 3: has 3 fields but the header has 2 (is a delimiter inside an unquoted cell?)"
+    assert (
+        got[1][2]
+        == "line 3: has 3 fields but the header has 2 (is a delimiter inside an unquoted cell?)"
+    )
     assert got[2][2] == "line 4: has 1 fields but the header has 2"
 
 
@@ -142,7 +145,10 @@ def test_unterminated_quote_longer_than_the_field_limit_still_recovers(tmp_path:
 
 def test_quoted_multiline_cell_is_one_row(tmp_path: Path) -> None:
     path = write(tmp_path, "in.csv", b'id,note\n1,"two\nlines"\n2,x\n')
-    assert [(c, p) for _, c, p in records(path)] == [(["1", "two\nlines"], None), (["2", "x"], None)]
+    assert [(c, p) for _, c, p in records(path)] == [
+        (["1", "two\nlines"], None),
+        (["2", "x"], None),
+    ]
 
 
 def test_undecodable_bytes_fail_only_their_row(tmp_path: Path) -> None:

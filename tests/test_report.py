@@ -57,7 +57,17 @@ def test_summary_json_keys(tmp_path: Path) -> None:
     summary.reasons["email: not an email address"] += 1
     summary.write_json(tmp_path / "s.json")
     data = json.loads((tmp_path / "s.json").read_text())
-    for key in ("rows_total", "rows_valid", "rows_invalid", "rows_sent", "rows_failed",
-                "rows_skipped", "failures_path", "duration_seconds", "encoding", "reasons"):
+    for key in (
+        "rows_total",
+        "rows_valid",
+        "rows_invalid",
+        "rows_sent",
+        "rows_failed",
+        "rows_skipped",
+        "failures_path",
+        "duration_seconds",
+        "encoding",
+        "reasons",
+    ):
         assert key in data
     assert data["reasons"] == {"email: not an email address": 1}

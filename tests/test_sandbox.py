@@ -72,8 +72,13 @@ def test_valid_request_answers_200_and_is_stored(shared: Sandbox) -> None:
 
 @pytest.mark.parametrize(
     ("app_id", "api_key"),
-    [("", ""), ("sandbox-app", ""), ("", "sandbox-key"), ("sandbox-app", "wrong-key"),
-     ("other-app", "sandbox-key")],
+    [
+        ("", ""),
+        ("sandbox-app", ""),
+        ("", "sandbox-key"),
+        ("sandbox-app", "wrong-key"),
+        ("other-app", "sandbox-key"),
+    ],
     ids=["none", "no-key", "no-app-id", "wrong-key", "wrong-app-id"],
 )
 def test_bad_credentials_answer_403_and_store_nothing(
@@ -114,16 +119,24 @@ def test_non_json_requests_answer_400(
     [
         ([], ""),
         ({"messages": [{"type": "user", "id": "x", "time": 1}]}, "customUserId"),
-        ({"customUserId": "", "messages": [{"type": "user", "id": "x", "time": 1}]},
-         "customUserId"),
-        ({"customUserId": 7, "messages": [{"type": "user", "id": "x", "time": 1}]},
-         "customUserId"),
+        (
+            {"customUserId": "", "messages": [{"type": "user", "id": "x", "time": 1}]},
+            "customUserId",
+        ),
+        ({"customUserId": 7, "messages": [{"type": "user", "id": "x", "time": 1}]}, "customUserId"),
         ({"customUserId": "u"}, "messages"),
         ({"customUserId": "u", "messages": []}, "messages"),
         ({"customUserId": "u", "messages": {"type": "user"}}, "messages"),
     ],
-    ids=["not-object", "no-user", "empty-user", "user-not-string", "no-messages",
-         "empty-messages", "messages-not-array"],
+    ids=[
+        "not-object",
+        "no-user",
+        "empty-user",
+        "user-not-string",
+        "no-messages",
+        "empty-messages",
+        "messages-not-array",
+    ],
 )
 def test_envelope_rules_answer_400(shared: Sandbox, payload: Any, field: str) -> None:
     reply = shared.post(payload)
@@ -191,9 +204,23 @@ def test_every_json_type_is_accepted_in_custom_attributes_and_null_anywhere(
 ) -> None:
     user = uid()
     attrs = {"s": "x", "i": 3, "f": 2.5, "b": False, "o": {"k": [1, 2]}, "a": [1, "2"], "n": None}
-    nulls = {name: None for name in ("firstName", "lastName", "email", "phoneNumber",
-                                     "hashedEmail", "hashedPhoneNumber", "country", "city",
-                                     "region", "locality", "gender", "birthday")}
+    nulls = {
+        name: None
+        for name in (
+            "firstName",
+            "lastName",
+            "email",
+            "phoneNumber",
+            "hashedEmail",
+            "hashedPhoneNumber",
+            "country",
+            "city",
+            "region",
+            "locality",
+            "gender",
+            "birthday",
+        )
+    }
     reply = shared.post(envelope(user, {**user_message(customAttributes=attrs), **nulls}))
     assert reply.status == 200, reply.body
     stored = shared.user(user)
@@ -242,8 +269,9 @@ def test_duplicate_id_is_stored_once_and_counted(sandbox: Sandbox) -> None:
 def test_latest_time_wins_per_field_even_when_older_arrives_later(shared: Sandbox) -> None:
     user = uid()
     newer = user_message(200, firstName="New", customAttributes={"plan": "gold"})
-    older = user_message(100, firstName="Old", lastName="Kept",
-                         customAttributes={"plan": "silver", "seats": 3})
+    older = user_message(
+        100, firstName="Old", lastName="Kept", customAttributes={"plan": "silver", "seats": 3}
+    )
     tie = user_message(200, email="tie@x.ir", customAttributes={"seats": 4})
     newest_clear = user_message(300, lastName=None, customAttributes={"seats": None})
     for message in (newer, older, tie):
@@ -261,8 +289,11 @@ def test_latest_time_wins_per_field_even_when_older_arrives_later(shared: Sandbo
     assert shared.post(envelope(user, newest_clear)).status == 200
     stored = shared.user(user)
     assert stored is not None
-    assert stored["profile"] == {"firstName": "New", "email": "tie@x.ir",
-                                 "customAttributes": {"plan": "gold"}}
+    assert stored["profile"] == {
+        "firstName": "New",
+        "email": "tie@x.ir",
+        "customAttributes": {"plan": "gold"},
+    }
 
 
 def test_equal_time_later_arrival_wins(shared: Sandbox) -> None:
@@ -325,8 +356,17 @@ def test_fail_rate_gives_5xx_reproducibly_and_stores_nothing_for_them(tmp_path: 
 
 
 def test_faults_never_apply_to_inspection(tmp_path: Path) -> None:
-    with start_sandbox(tmp_path, "--fail-rate", "1", "--reject-key-after", "0",
-                       "--drop-rate", "1", "--rate-limit", "0.001") as sb:
+    with start_sandbox(
+        tmp_path,
+        "--fail-rate",
+        "1",
+        "--reject-key-after",
+        "0",
+        "--drop-rate",
+        "1",
+        "--rate-limit",
+        "0.001",
+    ) as sb:
         for _ in range(3):
             assert sb.get("_sandbox/stats").status == 200
             assert sb.get("_sandbox/users").status == 200
@@ -363,9 +403,10 @@ def test_dropped_request_is_stored_but_never_answered(tmp_path: Path) -> None:
 
 def test_dropped_request_breaks_an_aiohttp_client_too(tmp_path: Path) -> None:
     async def post(url: str, headers: dict[str, str]) -> None:
-        async with aiohttp.ClientSession() as session, session.post(
-            url, json=envelope("a", user_message()), headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, json=envelope("a", user_message()), headers=headers) as response,
+        ):
             await response.read()
 
     with start_sandbox(tmp_path, "--drop-rate", "1") as sb:
@@ -393,16 +434,26 @@ def test_dump_exports_merged_profiles_sorted(tmp_path: Path) -> None:
         sb.post(envelope("amy", user_message(1, customAttributes={"vip": True})))
         db = sb.db_path
     out = tmp_path / "users.jsonl"
-    done = subprocess.run(sandbox_command("--db", str(db), "--dump", str(out)),
-                          capture_output=True, text=True, env=sandbox_env(), timeout=30)
+    done = subprocess.run(
+        sandbox_command("--db", str(db), "--dump", str(out)),
+        capture_output=True,
+        text=True,
+        env=sandbox_env(),
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines == [
         {"customUserId": "amy", "profile": {"customAttributes": {"vip": True}}},
         {"customUserId": "zed", "profile": {"firstName": "Z2", "city": "Rasht"}},
     ]
-    to_stdout = subprocess.run(sandbox_command("--db", str(db), "--dump", "-"),
-                               capture_output=True, text=True, env=sandbox_env(), timeout=30)
+    to_stdout = subprocess.run(
+        sandbox_command("--db", str(db), "--dump", "-"),
+        capture_output=True,
+        text=True,
+        env=sandbox_env(),
+        timeout=30,
+    )
     assert to_stdout.returncode == 0
     assert [json.loads(line) for line in to_stdout.stdout.splitlines()] == lines
 
@@ -413,8 +464,14 @@ def test_dump_exports_merged_profiles_sorted(tmp_path: Path) -> None:
     ids=["no-db", "missing-db"],
 )
 def test_dump_without_a_database_fails_cleanly(tmp_path: Path, args: list[str]) -> None:
-    done = subprocess.run(sandbox_command(*args), capture_output=True, text=True, cwd=tmp_path,
-                          env=sandbox_env(), timeout=30)
+    done = subprocess.run(
+        sandbox_command(*args),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=sandbox_env(),
+        timeout=30,
+    )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "Error:" in done.stderr
@@ -456,8 +513,14 @@ def test_default_key_is_masked_too(sandbox: Sandbox) -> None:
     ids=lambda a: " ".join(a),
 )
 def test_bad_flags_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
-    done = subprocess.run(sandbox_command("--port", "0", *args), capture_output=True, text=True,
-                          env=sandbox_env(), cwd=tmp_path, timeout=30)
+    done = subprocess.run(
+        sandbox_command("--port", "0", *args),
+        capture_output=True,
+        text=True,
+        env=sandbox_env(),
+        cwd=tmp_path,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
@@ -468,8 +531,13 @@ def test_bad_flags_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
 
 def test_busy_port_is_a_clean_error(sandbox: Sandbox, tmp_path: Path) -> None:
     port = sandbox.url.rstrip("/").rsplit(":", 1)[1]
-    done = subprocess.run(sandbox_command("--port", port, "--db", str(tmp_path / "b.db")),
-                          capture_output=True, text=True, env=sandbox_env(), timeout=30)
+    done = subprocess.run(
+        sandbox_command("--port", port, "--db", str(tmp_path / "b.db")),
+        capture_output=True,
+        text=True,
+        env=sandbox_env(),
+        timeout=30,
+    )
     assert done.returncode == 4
     assert "Traceback" not in done.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
@@ -486,8 +554,9 @@ async def _load_until_stopped(sb: Sandbox, sig: signal.Signals) -> tuple[set[str
             message = user_message(i)
             sent.add(message["id"])
             try:
-                async with session.post(sb.url, json=envelope(f"w{n}", message),
-                                        headers=headers) as response:
+                async with session.post(
+                    sb.url, json=envelope(f"w{n}", message), headers=headers
+                ) as response:
                     if response.status == 200:
                         acknowledged.add(message["id"])
             except aiohttp.ClientError:

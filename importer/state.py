@@ -1,0 +1,477 @@
+"""Run state in SQLite: resume after a crash, --only-changed, and a run lock.
+
+One file (``--state PATH``, WAL mode, small transactions) remembers:
+
+- ``runs``: each run's sources, input and mapping fingerprints, fixed start time (the
+  default message ``time``, so a resumed run rebuilds the very same message ids), status
+  and final counts;
+- ``row_done``: which rows of the current run are finished for good — sent, failed for
+  good, or skipped — so a resumed run does not send them again; cleared when the run
+  finishes;
+- ``failures``: the current run's failed-for-good rows, so the failure CSV of a resumed
+  run still lists the rows that failed before the crash;
+- ``delivered``: per customUserId, a fingerprint of the content last delivered (for
+  ``--only-changed``); kept across runs.
+
+Rows are recorded as done only after Metrix answered for them, and written in batches:
+a crash loses at most the last batch, whose rows are sent again with the same message
+ids — Metrix drops the duplicates. SQLite's journal keeps the file readable whatever
+instant the process dies at.
+
+The lock is an ``flock`` on ``PATH.lock``: the kernel releases it when the process dies,
+even by SIGKILL, so a stale lock never blocks the next run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from importer.errors import ExitCode, ImporterError
+from importer.rowset import RowSet
+
+SCHEMA_VERSION = 1
+BATCH_ROWS = 5000
+STAGE_NOT_SENT = "not_sent"
+# Status codes kept per done row (short, since there is one per row).
+SENT, FAILED, SKIPPED_UNCHANGED, SKIPPED_DUPLICATE, SKIPPED_OTHER = "s", "f", "u", "d", "k"
+SKIP_REASONS = {
+    SKIPPED_UNCHANGED: "unchanged since the last run",
+    SKIPPED_DUPLICATE: "duplicate",
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    status TEXT NOT NULL,             -- running | finished | aborted | interrupted | abandoned
+    sources TEXT NOT NULL,            -- JSON list of source labels
+    input_fingerprint TEXT NOT NULL,
+    mapping_fingerprint TEXT NOT NULL,
+    run_time_ms INTEGER NOT NULL,
+    counts TEXT                       -- JSON summary, written when the run ends
+);
+CREATE TABLE IF NOT EXISTS row_done (
+    run_id INTEGER NOT NULL,
+    source INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (run_id, source, row)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    run_id INTEGER NOT NULL,
+    source INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    error TEXT NOT NULL,
+    keys TEXT NOT NULL,               -- JSON list of short reasons, for the summary
+    cells TEXT NOT NULL,              -- JSON list of the row's cells
+    PRIMARY KEY (run_id, source, row)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delivered (
+    user_id TEXT PRIMARY KEY,
+    fingerprint BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class StateError(ImporterError):
+    """The state file cannot be used as asked."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StateLocked(ImporterError):
+    """Another run holds the state file."""
+
+    exit_code = ExitCode.LOCKED
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def input_fingerprint(paths: Sequence[str | Path]) -> str:
+    """Identifies the inputs: name, size, modification time and the first/last MiB.
+
+    Cheap even for multi-GB exports; an export rewritten in place (the nightly case)
+    changes its modification time, so it is a different input.
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        file = Path(path).resolve()
+        info = file.stat()
+        digest.update(f"{file}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+        with open(file, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+            if info.st_size > 2 << 20:
+                handle.seek(-(1 << 20), os.SEEK_END)
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+@dataclass
+class RunInfo:
+    """The run a state file is working on."""
+
+    run_id: int
+    run_time_ms: int
+    resumed: bool
+
+
+@dataclass
+class Restored:
+    """What a resumed run had already done before it was stopped."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    invalid: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.failed + sum(self.skipped.values())
+
+
+class StateStore:
+    """An open, locked state file. Implements the runner's Ledger."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock_file: IO[str] | None = None
+        self._acquire_lock()
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            self._release_lock()
+            raise StateError(
+                f"{self.path}: this is not a metrix-importer state file ({exc}); "
+                "give another --state path"
+            ) from None
+        self.run: RunInfo | None = None
+        self._sources: dict[str, int] = {}
+        self._done: dict[int, RowSet] = {}
+        self._pending_done: list[tuple[int, int, int, str]] = []
+        self._pending_failures: list[tuple[int, int, int, str, str, str, str]] = []
+        self._pending_delivered: list[tuple[str, bytes]] = []
+        self._last_commit = time.monotonic()
+
+    # --- locking ----------------------------------------------------------------------
+
+    def _acquire_lock(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StateLocked(
+                f"{self.path} is in use by another run ({holder}). Wait for it to finish; "
+                "two runs on one state file would send rows twice."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {_now()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _check_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path} was written by another version of metrix-importer "
+                f"(schema {row[0]}, this one reads {SCHEMA_VERSION}); use a new --state path"
+            )
+
+    # --- runs -------------------------------------------------------------------------
+
+    def unfinished_run(self) -> sqlite3.Row | None:
+        """The latest run that did not finish, if any."""
+        self.db.row_factory = sqlite3.Row
+        try:
+            row: sqlite3.Row | None = self.db.execute(
+                "SELECT * FROM runs WHERE status NOT IN ('finished', 'abandoned') "
+                "ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        finally:
+            self.db.row_factory = None
+        return row
+
+    def begin(
+        self,
+        sources: Sequence[str],
+        input_fp: str,
+        mapping_fp: str,
+        run_time_ms: int,
+        restart: bool,
+    ) -> RunInfo:
+        """Resume the unfinished run on the same input and mapping, or start a new one."""
+        previous = self.unfinished_run()
+        if previous is not None and not restart:
+            same_input = previous["input_fingerprint"] == input_fp
+            same_mapping = previous["mapping_fingerprint"] == mapping_fp
+            if same_input and same_mapping:
+                self.run = RunInfo(previous["id"], previous["run_time_ms"], resumed=True)
+                self._sources = {
+                    label: i for i, label in enumerate(json.loads(previous["sources"]))
+                }
+                self._set_status("running")
+                self._load_done()
+                return self.run
+            what = " and ".join(
+                name
+                for name, same in (("input file", same_input), ("mapping", same_mapping))
+                if not same
+            )
+            raise StateError(
+                f"{self.path} holds an unfinished run (started {previous['started_at']}) on a "
+                f"different {what}. Resuming it with other data could skip or repeat rows. "
+                "Run again with the original file and mapping to finish it, or add --restart "
+                "to start over (users already delivered stay known to --only-changed)."
+            )
+        if previous is not None:
+            self.db.execute(
+                "UPDATE runs SET status = 'abandoned', updated_at = ? WHERE id = ?",
+                (_now(), previous["id"]),
+            )
+            self._clear_rows(previous["id"])
+        cursor = self.db.execute(
+            "INSERT INTO runs (started_at, updated_at, status, sources, input_fingerprint, "
+            "mapping_fingerprint, run_time_ms) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+            (_now(), _now(), json.dumps(list(sources)), input_fp, mapping_fp, run_time_ms),
+        )
+        assert cursor.lastrowid is not None
+        self.run = RunInfo(cursor.lastrowid, run_time_ms, resumed=False)
+        self._sources = {label: i for i, label in enumerate(sources)}
+        return self.run
+
+    def _load_done(self) -> None:
+        assert self.run is not None
+        for source, row in self.db.execute(
+            "SELECT source, row FROM row_done WHERE run_id = ?", (self.run.run_id,)
+        ):
+            self._done.setdefault(source, RowSet()).add(row)
+
+    def restored(self) -> Restored:
+        """Counts of what the resumed run had already finished."""
+        assert self.run is not None
+        result = Restored()
+        for status, count in self.db.execute(
+            "SELECT status, COUNT(*) FROM row_done WHERE run_id = ? GROUP BY status",
+            (self.run.run_id,),
+        ):
+            if status == SENT:
+                result.sent = count
+            elif status == FAILED:
+                result.failed = count
+            else:
+                result.skipped[SKIP_REASONS.get(status, "skipped")] += count
+        for stage, keys in self.db.execute(
+            "SELECT stage, keys FROM failures WHERE run_id = ?", (self.run.run_id,)
+        ):
+            if stage in ("read", "validate"):
+                result.invalid += 1
+            result.reasons.update(json.loads(keys))
+        return result
+
+    def prior_failures(self) -> Iterator[tuple[str, int, str, str, list[str]]]:
+        """(source, row, stage, error, cells) of rows that failed before a resume."""
+        assert self.run is not None
+        labels = {i: label for label, i in self._sources.items()}
+        for source, row, stage, error, cells in self.db.execute(
+            "SELECT source, row, stage, error, cells FROM failures WHERE run_id = ? "
+            "ORDER BY source, row",
+            (self.run.run_id,),
+        ):
+            yield labels.get(source, ""), row, stage, error, json.loads(cells)
+
+    def finish(self, status: str, counts: dict[str, Any]) -> None:
+        """Record how the run ended; a finished run forgets its rows (the next starts anew)."""
+        assert self.run is not None
+        self.checkpoint(force=True)
+        self.db.execute("BEGIN")
+        self.db.execute(
+            "UPDATE runs SET status = ?, updated_at = ?, counts = ? WHERE id = ?",
+            (status, _now(), json.dumps(counts, ensure_ascii=False), self.run.run_id),
+        )
+        if status == "finished":
+            self._clear_rows(self.run.run_id)
+        self.db.execute("COMMIT")
+
+    def _clear_rows(self, run_id: int) -> None:
+        self.db.execute("DELETE FROM row_done WHERE run_id = ?", (run_id,))
+        self.db.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
+
+    def _set_status(self, status: str) -> None:
+        assert self.run is not None
+        self.db.execute(
+            "UPDATE runs SET status = ?, updated_at = ? WHERE id = ?",
+            (status, _now(), self.run.run_id),
+        )
+
+    def close(self) -> None:
+        """Write what is pending and release the lock."""
+        try:
+            if self.run is not None:
+                self.checkpoint(force=True)
+            self.db.close()
+        finally:
+            self._release_lock()
+
+    # --- the Ledger the runner writes to ----------------------------------------------
+
+    def _source(self, label: str) -> int:
+        index = self._sources.get(label)
+        if index is None:
+            index = self._sources[label] = len(self._sources)
+        return index
+
+    def is_done(self, source: str, row: int) -> bool:
+        done = self._done.get(self._sources.get(source, -1))
+        return done is not None and row in done
+
+    def is_unchanged(self, user_id: str, fingerprint: bytes) -> bool:
+        found = self.db.execute(
+            "SELECT fingerprint FROM delivered WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        return found is not None and found[0] == fingerprint
+
+    def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        """The users among ``pairs`` whose last delivered content is the same (one query)."""
+        if not pairs:
+            return set()
+        wanted = dict(pairs)
+        found: set[str] = set()
+        ids = list(wanted)
+        for start in range(0, len(ids), 900):  # SQLite's host-parameter limit
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for user_id, fingerprint in self.db.execute(
+                f"SELECT user_id, fingerprint FROM delivered WHERE user_id IN ({marks})", chunk
+            ):
+                if wanted[user_id] == fingerprint:
+                    found.add(user_id)
+        return found
+
+    def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None:
+        assert self.run is not None
+        self._pending_done.append((self.run.run_id, self._source(source), row, SENT))
+        self._pending_delivered.append((user_id, fingerprint))
+        self._maybe_commit()
+
+    def record_failed(
+        self, source: str, row: int, stage: str, error: str, cells: list[str], keys: Sequence[str]
+    ) -> None:
+        if stage == STAGE_NOT_SENT:
+            return  # not done: a resumed run sends it
+        assert self.run is not None
+        index = self._source(source)
+        self._pending_done.append((self.run.run_id, index, row, FAILED))
+        self._pending_failures.append(
+            (
+                self.run.run_id, index, row, stage, error,
+                json.dumps(list(keys), ensure_ascii=False), json.dumps(cells, ensure_ascii=False),
+            )
+        )  # fmt: skip
+        self._maybe_commit()
+
+    def record_skipped(self, source: str, row: int, reason: str) -> None:
+        assert self.run is not None
+        code = next((c for c, text in SKIP_REASONS.items() if text == reason), SKIPPED_OTHER)
+        self._pending_done.append((self.run.run_id, self._source(source), row, code))
+        self._maybe_commit()
+
+    def _maybe_commit(self) -> None:
+        if len(self._pending_done) >= BATCH_ROWS:
+            self.checkpoint(force=True)
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Commit pending records in one transaction (called about once a second)."""
+        if not (self._pending_done or self._pending_delivered) and not force:
+            return
+        if not (self._pending_done or self._pending_delivered or self._pending_failures):
+            return
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "INSERT OR REPLACE INTO row_done VALUES (?, ?, ?, ?)", self._pending_done
+        )
+        self.db.executemany(
+            "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending_failures
+        )
+        self.db.executemany(
+            "INSERT OR REPLACE INTO delivered VALUES (?, ?)", self._pending_delivered
+        )
+        self.db.execute(
+            "UPDATE runs SET updated_at = ? WHERE id = ?",
+            (_now(), self.run.run_id if self.run else 0),
+        )
+        self.db.execute("COMMIT")
+        self._pending_done.clear()
+        self._pending_failures.clear()
+        self._pending_delivered.clear()
+        self._last_commit = time.monotonic()
+
+
+def describe_state(path: str | Path) -> str:
+    """What a state file holds, for `metrix-import state PATH` (read-only, no lock)."""
+    file = Path(path)
+    if not file.exists():
+        raise StateError(f"{file}: no such state file")
+    try:
+        db = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        runs = db.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        users = db.execute("SELECT COUNT(*) FROM delivered").fetchone()[0]
+        pending = {
+            r[0]: r[1] for r in db.execute("SELECT run_id, COUNT(*) FROM row_done GROUP BY run_id")
+        }
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"{file}: not a metrix-importer state file ({exc})") from None
+    lines = [f"{file}: {len(runs)} run(s), {users:,} users delivered (known to --only-changed)"]
+    for run in runs:
+        sources = ", ".join(json.loads(run["sources"])) or "?"
+        lines.append(
+            f"  run {run['id']}: {run['status']}, started {run['started_at']}, "
+            f"last update {run['updated_at']}, sources: {sources}"
+        )
+        if run["counts"]:
+            counts = json.loads(run["counts"])
+            lines.append(
+                "    rows {rows_total:,}: sent {rows_sent:,}, failed {rows_failed:,}, "
+                "skipped {rows_skipped:,}".format(**counts)
+            )
+        if run["status"] not in ("finished", "abandoned"):
+            lines.append(
+                f"    resumable: {pending.get(run['id'], 0):,} rows already done; run the same "
+                "command again to resume, or add --restart to start over"
+            )
+    db.close()
+    return "\n".join(lines)
