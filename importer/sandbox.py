@@ -615,7 +615,11 @@ class SandboxServer:
         if fail_status:
             return self._answer(fail_status, _INJECTED)
 
-        status, body = await self._process(request)
+        try:
+            status, body = await self._process(request)
+        except ConnectionError:
+            # The client went away mid-request (a killed importer): nothing to answer.
+            raise web.HTTPBadRequest() from None
         if drop:
             self.dropped += 1
             if request.transport is not None:
