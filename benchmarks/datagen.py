@@ -98,7 +98,7 @@ def customer_rows(count: int, seed: int = 7, invalid_rate: float = 0.01) -> Iter
 def write_csv(path: Path, count: int, seed: int = 7, invalid_rate: float = 0.01) -> None:
     """A UTF-8 CSV (gzip-compressed when the name ends in .gz)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wt", encoding="utf-8", newline="") as out:  # type: ignore[operator]
+    with opener(path, "wt", encoding="utf-8", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(HEADER)
         writer.writerows(customer_rows(count, seed, invalid_rate))
