@@ -359,6 +359,47 @@ def run(
     sys.exit(int(result.exit_code))
 
 
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("sources", nargs=-1, required=True)
+@source_options
+@send_options
+@click.option(
+    "--assume-latency-ms",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Per-request time used for the estimate.",
+)
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
+@friendly_errors
+def plan(
+    sources: tuple[str, ...],
+    mapping_path: str,
+    endpoint: str,
+    concurrency: int,
+    rate: float | None,
+    duplicates: str,
+    state_path: str | None,
+    assume_latency_ms: float,
+    summary_json: str | None,
+    **reader: Any,
+) -> None:
+    """Before a big migration: read SOURCES once and say what a run would do (rows,
+    invalid, duplicates, new/changed/unchanged users) and how long it would take.
+    Sends nothing."""
+    from importer.job import plan_job, setup_logging
+
+    setup_logging(False, None, "", progress_bar=True)
+    mapping = configure(mapping_path, **reader)
+    result = plan_job(
+        sources, mapping, sheet=mapping.source.sheet, duplicates=duplicates,
+        state_path=state_path, concurrency=concurrency, rate=rate,
+        latency_ms=assume_latency_ms, summary_json=Path(summary_json) if summary_json else None,
+    )  # fmt: skip
+    click.echo("\n".join(result.notes))
+    sys.exit(int(result.exit_code))
+
+
 @main.command("state")
 @click.argument("path", type=click.Path(dir_okay=False))
 @friendly_errors

@@ -16,13 +16,13 @@ from importer.config import Mapping
 from importer.delivery import mask
 from importer.duplicates import DUPLICATE_REASON, DuplicatePlan, id_stream, no_plan, plan_duplicates
 from importer.errors import ExitCode, ImporterError, SourceError
-from importer.messages import RowMapper
+from importer.messages import RowMapper, content_fingerprint
 from importer.pipeline import Outcome, outcomes, run_start_millis
 from importer.progress import choose_progress
 from importer.readers import Record, Source, list_sheets, open_source
 from importer.report import FailureWriter, Summary
 from importer.runner import Runner, RunOptions, install_signal_handlers
-from importer.state import StateStore, input_fingerprint
+from importer.state import StateReader, StateStore, input_fingerprint
 from importer.transport import HttpTransport
 
 log = logging.getLogger("metrix_importer")
@@ -318,6 +318,130 @@ def _run(
     return JobResult(
         summary, exit_code(summary, runner), advice(runner, summary, job.mapping), notes
     )
+
+
+AUTOMATION_WARNING = (
+    "Importing users can start Metrix automation campaigns aimed at them (welcome "
+    "messages, SMS, push). Check the app's active campaigns before a large import."
+)
+
+
+def plan_job(
+    patterns: Sequence[str],
+    mapping: Mapping,
+    *,
+    sheet: str | int | None,
+    duplicates: str,
+    state_path: str | None,
+    concurrency: int,
+    rate: float | None,
+    latency_ms: float,
+    summary_json: Path | None,
+) -> JobResult:
+    """One read of the inputs that sends nothing: what a run would do, and how long."""
+    started = time.monotonic()
+    job = Job(expand_inputs(patterns, sheet), mapping, run_start_millis())
+    plan = job.duplicate_plan(duplicates)
+    summary = Summary(mode="plan", source=", ".join(patterns), encoding=_encoding(job))
+    reader = StateReader(state_path)
+    new = changed = unchanged = 0
+    try:
+        chunk: list[tuple[str, bytes]] = []
+        for outcome in job.outcomes(_never, plan):
+            summary.rows_total += 1
+            if outcome.mapped is None and outcome.stage == "skip":
+                summary.rows_valid += 1
+                summary.rows_skipped += 1
+                summary.skipped[outcome.error] += 1
+            elif outcome.mapped is None:
+                summary.rows_invalid += 1
+                summary.rows_failed += 1
+                summary.reasons.update(outcome.keys)
+            else:
+                summary.rows_valid += 1
+                chunk.append((outcome.mapped.user_id, content_fingerprint(outcome.mapped)))
+                if len(chunk) >= 900:
+                    counts = _classify(reader, chunk)
+                    new, changed, unchanged = (
+                        new + counts[0],
+                        changed + counts[1],
+                        unchanged + counts[2],
+                    )
+                    chunk = []
+        counts = _classify(reader, chunk)
+        new, changed, unchanged = new + counts[0], changed + counts[1], unchanged + counts[2]
+    finally:
+        reader.close()
+    to_send = new + changed + unchanged
+    per_second = concurrency / max(latency_ms / 1000, 1e-6)
+    if rate:
+        per_second = min(per_second, rate)
+    summary.rows_skipped += to_send
+    summary.skipped["plan only, not sent"] += to_send
+    for mapper in job.mappers.values():
+        summary.warnings.update(mapper.warnings)
+    summary.duration_seconds = time.monotonic() - started
+    summary.extra.update(
+        users_new=new,
+        users_changed=changed,
+        users_unchanged=unchanged,
+        duplicates=plan.as_dict(),
+        estimate={
+            "concurrency": concurrency,
+            "rate": rate,
+            "assumed_latency_ms": latency_ms,
+            "users_per_second": round(per_second, 1),
+            "seconds_all": round(to_send / per_second, 1),
+            "seconds_only_changed": round((new + changed) / per_second, 1),
+        },
+    )
+    if summary_json is not None:
+        summary.write_json(summary_json)
+    code = ExitCode.ROWS_FAILED if summary.rows_invalid else ExitCode.OK
+    return JobResult(summary, code, notes=[render_plan(summary)])
+
+
+def _classify(reader: StateReader, pairs: list[tuple[str, bytes]]) -> tuple[int, int, int]:
+    unchanged, changed = reader.classify(pairs)
+    users = {user for user, _ in pairs}
+    return len(users - unchanged - changed), len(changed), len(unchanged)
+
+
+def render_plan(summary: Summary) -> str:
+    """The human plan: what a run would send, and roughly how long it would take."""
+    extra = summary.extra
+    dup = extra["duplicates"]
+    estimate = extra["estimate"]
+    lines = [
+        f"Plan for {summary.source} (nothing was sent)",
+        f"  rows        {summary.rows_total:>12,}",
+        f"  valid       {summary.rows_valid:>12,}",
+        f"  invalid     {summary.rows_invalid:>12,}",
+        f"  duplicates  {dup['rows']:>12,}  rows of {dup['users']:,} users "
+        f"(--duplicates {dup['policy']})",
+        f"  users new   {extra['users_new']:>12,}",
+        f"  changed     {extra['users_changed']:>12,}",
+        f"  unchanged   {extra['users_unchanged']:>12,}  (skipped with --only-changed)",
+    ]
+    for reason, count in summary.reasons.most_common(5):
+        lines.append(f"    {count:>10,}  {reason}")
+    rate = f", --rate {estimate['rate']:g}/s" if estimate["rate"] else ""
+    lines.append(
+        f"Estimated time at --concurrency {estimate['concurrency']}{rate} and "
+        f"{estimate['assumed_latency_ms']:g} ms per request: "
+        f"{_duration(estimate['seconds_all'])} for all valid users, "
+        f"{_duration(estimate['seconds_only_changed'])} with --only-changed"
+    )
+    lines.append(f"Warning: {AUTOMATION_WARNING}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _never(label: str, row: int) -> bool:

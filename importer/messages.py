@@ -103,17 +103,31 @@ class RowMapper:
     # --- compiling --------------------------------------------------------------
 
     def _check_columns(self, problems: list[MappingProblem]) -> None:
-        bare = {name.split("#", 1)[0] for name in self.header if "#" in name}
+        repeated = {name.split("#", 1)[0] for name in self.header if "#" in name}
+        loose: dict[str, list[str]] = {}
+        for name in self.header:
+            loose.setdefault(header_key(name), []).append(name)
         for path, column in self.mapping.column_specs():
-            if column in self._positions:
-                if column in bare:
-                    problems.append(
-                        MappingProblem(
-                            f"{path}.column",
-                            f"the file has several columns named '{column}'; "
-                            f"say which with '{column}' (the first) or '{column}#2', '{column}#3'",
-                        )
+            if column not in self._positions:
+                # Legacy Persian exports write ي/ك where a mapping typed on a modern
+                # keyboard has ی/ک; the same goes for case and stray spaces.
+                candidates = loose.get(header_key(column), [])
+                if len(candidates) == 1:
+                    self._positions[column] = self._positions[candidates[0]]
+                    continue
+            elif column in repeated:
+                places = [str(i + 1) for i, n in enumerate(self.header)
+                          if n.split("#", 1)[0] == column]  # fmt: skip
+                problems.append(
+                    MappingProblem(
+                        f"{path}.column",
+                        f"the file has {len(places)} columns named '{column}' (columns "
+                        f"{', '.join(places)}); say which with '{column}' (the first) or "
+                        f"'{column}#2', '{column}#3'",
                     )
+                )
+                continue
+            else:
                 continue
             match = difflib.get_close_matches(column, self.header, n=1, cutoff=0.5)
             hint = f"; the closest header is '{match[0]}'" if match else ""
@@ -302,6 +316,16 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+_LETTER_VARIANTS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک", "\u200c": None, "\u200f": None})
+
+
+def header_key(name: str) -> str:
+    """A header name for forgiving comparison: Arabic/Persian letter variants, case,
+    and spaces, dashes and underscores do not matter."""
+    folded = name.translate(_LETTER_VARIANTS).casefold()
+    return "".join(ch for ch in folded if ch.isalnum() or ch == "#")
 
 
 def _identity(text: str) -> str:

@@ -475,3 +475,37 @@ def describe_state(path: str | Path) -> str:
             )
     db.close()
     return "\n".join(lines)
+
+
+class StateReader:
+    """Read-only look-ups in a state file (for `plan`): never locks, never writes."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.db: sqlite3.Connection | None = None
+        if path is not None and Path(path).exists():
+            try:
+                self.db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+                self.db.execute("SELECT 1 FROM delivered LIMIT 1")
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"{path}: not a metrix-importer state file ({exc})") from None
+
+    def classify(self, pairs: Sequence[tuple[str, bytes]]) -> tuple[set[str], set[str]]:
+        """(unchanged, changed) users among ``pairs``; the others are new."""
+        unchanged: set[str] = set()
+        changed: set[str] = set()
+        if self.db is None or not pairs:
+            return unchanged, changed
+        wanted = dict(pairs)
+        ids = list(wanted)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for user_id, fingerprint in self.db.execute(
+                f"SELECT user_id, fingerprint FROM delivered WHERE user_id IN ({marks})", chunk
+            ):
+                (unchanged if wanted[user_id] == fingerprint else changed).add(user_id)
+        return unchanged, changed
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()

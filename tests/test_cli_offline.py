@@ -93,11 +93,14 @@ def test_bad_mapping_exits_2_with_every_problem(tmp_path: Path) -> None:
 
 def test_mapping_naming_missing_columns_exits_2_with_a_hint(tmp_path: Path) -> None:
     mapping = tmp_path / "m.yaml"
-    mapping.write_text("user_id: customerid\nfields: {email: e-mail}\n")
+    mapping.write_text("user_id: customer_no\nfields: {email: mail}\n")
     result = cli("validate", SAMPLE_CSV, "-m", mapping, cwd=tmp_path)
     assert result.returncode == 2
     assert "the closest header is 'customer_id'" in result.stderr
     assert "the closest header is 'email'" in result.stderr
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("user_id: Customer ID\nfields: {email: E-Mail}\n")
+    assert cli("validate", SAMPLE_CSV, "-m", loose, cwd=tmp_path).returncode == 1
 
 
 @pytest.mark.parametrize(
