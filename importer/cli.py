@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +20,6 @@ from importer.errors import ExitCode, ImporterError
 from importer.messages import RowMapper, encode_body
 from importer.pipeline import open_mapped, outcomes, run_start_millis
 from importer.readers import Source
-from importer.report import FailureWriter, Summary
 
 DEFAULT_ENDPOINT = "https://entry.metrix.ir/"
 
@@ -92,6 +90,15 @@ def source_options(command: F) -> F:
     return command
 
 
+def workers_option(command: F) -> F:
+    """--workers, shared by the commands that map whole files."""
+    return click.option(
+        "--workers", type=click.IntRange(min=0), default=None,
+        help="Processes that map rows in parallel (default: by core count and input "
+             "size; 0 maps in the main process).",
+    )(command)  # fmt: skip
+
+
 def configure(mapping_path: str, **overrides: Any) -> Mapping:
     """Load the mapping (all problems at once) and apply the CLI's reader overrides."""
     from importer.config import DELIMITERS, delimiter_problem, encoding_problem
@@ -136,36 +143,24 @@ def main() -> None:
     help="Where to write failed rows (default: <file>.failures.csv here).",
 )
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the summary as JSON.")
+@workers_option
 @friendly_errors
 def validate(
-    source: str, mapping_path: str, failures: str | None, summary_json: str | None, **reader: Any
+    source: str,
+    mapping_path: str,
+    failures: str | None,
+    summary_json: str | None,
+    workers: int | None,
+    **reader: Any,
 ) -> None:
     """Read and map every row of SOURCE without sending anything."""
-    started = time.monotonic()
-    mapping, opened = prepare(source, mapping_path, **reader)
-    click.echo(f"Reading {opened.describe()}", err=True)
-    mapper = RowMapper(mapping, opened.header, run_start_millis())
+    from importer.job import validate_job
+
+    mapping = configure(mapping_path, **reader)
     failure_path = Path(failures) if failures else default_failures_path(source)
-    writer = FailureWriter(failure_path, opened.display_header)
-    summary = Summary(mode="validate", source=source, encoding=opened.encoding)
-    try:
-        for outcome in outcomes(opened, mapper):
-            summary.rows_total += 1
-            if outcome.mapped is not None:
-                summary.rows_valid += 1
-                continue
-            summary.rows_invalid += 1
-            summary.reasons.update(outcome.keys)
-            writer.write(outcome.row, outcome.stage, outcome.error, outcome.cells)
-    finally:
-        writer.close()
-    summary.rows_failed = summary.rows_invalid
-    summary.rows_skipped = summary.rows_valid
-    summary.skipped["validated only, not sent"] = summary.rows_valid
-    summary.blank_rows = opened.stats.blank_rows
-    summary.warnings.update(mapper.warnings)
-    summary.failures_path = str(failure_path) if writer.count else None
-    summary.duration_seconds = time.monotonic() - started
+    summary, described = validate_job(source, mapping, failure_path, workers)
+    for line in described:
+        click.echo(f"Read {line}", err=True)
     click.echo(summary.render())
     if summary_json:
         summary.write_json(summary_json)
@@ -287,6 +282,7 @@ def send_options(command: F) -> F:
 @click.option("--verbose", "-v", is_flag=True, help="Log every retry and decision.")
 @click.option("--progress-interval", default=10.0, hidden=True, type=float)
 @click.option("--grace-seconds", default=5.0, hidden=True, type=float)
+@workers_option
 @friendly_errors
 def run(
     sources: tuple[str, ...],
@@ -312,6 +308,7 @@ def run(
     verbose: bool,
     progress_interval: float,
     grace_seconds: float,
+    workers: int | None,
     **reader: Any,
 ) -> None:
     """Send every valid row of SOURCES (files or quoted globs) to Metrix, one user per
@@ -349,7 +346,7 @@ def run(
     )
     result = run_job(
         sources, mapping, options, outputs, sheet=mapping.source.sheet, duplicates=duplicates,
-        state_path=state_path, restart=restart,
+        state_path=state_path, restart=restart, workers=workers,
     )  # fmt: skip
     for note in result.notes:
         click.echo(note)
@@ -371,6 +368,7 @@ def run(
     help="Per-request time used for the estimate.",
 )
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
+@workers_option
 @friendly_errors
 def plan(
     sources: tuple[str, ...],
@@ -382,6 +380,7 @@ def plan(
     state_path: str | None,
     assume_latency_ms: float,
     summary_json: str | None,
+    workers: int | None,
     **reader: Any,
 ) -> None:
     """Before a big migration: read SOURCES once and say what a run would do (rows,
@@ -395,6 +394,7 @@ def plan(
         sources, mapping, sheet=mapping.source.sheet, duplicates=duplicates,
         state_path=state_path, concurrency=concurrency, rate=rate,
         latency_ms=assume_latency_ms, summary_json=Path(summary_json) if summary_json else None,
+        workers=workers,
     )  # fmt: skip
     click.echo("\n".join(result.notes))
     sys.exit(int(result.exit_code))

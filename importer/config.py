@@ -223,7 +223,8 @@ class _Checker:
         # `empty: null` parses as YAML's null; that is the spelling the docs use.
         empty_raw = "null" if "empty" in raw and raw["empty"] is None else raw.get("empty", "omit")
         empty = self.choice("empty", empty_raw, ("omit", "null"))
-        canonical = json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
+        # Key order matters: it is the order of keys in every message, so of its id.
+        canonical = json.dumps(raw, default=str, ensure_ascii=False)
         return Mapping(
             path=name,
             user_id=user_id,

@@ -82,7 +82,22 @@ def make_int(thousands: str | None = None) -> Converter:
 def make_float(thousands: str | None = None) -> Converter:
     """Decimal numbers; ``nan`` and ``inf`` are rejected (JSON cannot carry them)."""
 
+    def rejected(text: str, number: str) -> ConversionError:
+        if _FLOAT_RE.fullmatch(number):
+            return ConversionError("number too large", text, "Use a finite number.")
+        return ConversionError("not a number", text, "Use a number such as 12.5.")
+
     def to_float(text: str) -> float:
+        # Plain ASCII goes straight to float(); only what float() would wrongly accept
+        # (nan, inf, 1_000) or refuse needs the careful path.
+        if thousands is None and text.isascii() and "_" not in text:
+            try:
+                value = float(text)
+            except ValueError:
+                raise rejected(text, text) from None
+            if math.isfinite(value):
+                return value
+            raise rejected(text, text)
         number = _number_text(text, thousands)
         if not _FLOAT_RE.fullmatch(number):
             raise ConversionError("not a number", text, "Use a number such as 12.5.")
@@ -128,7 +143,7 @@ def make_bool(true_values: Iterable[str] = (), false_values: Iterable[str] = ())
 def to_json(text: str) -> Any:
     """A JSON object or array; scalars are rejected (give the column a scalar type instead)."""
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _JSON.decode(text)
     except (ValueError, RecursionError) as exc:
         raise ConversionError(
             "not valid JSON", text, f"Fix the JSON text ({_json_problem(exc)})."
@@ -144,6 +159,10 @@ def to_json(text: str) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+# Built once: json.loads with keyword arguments builds a new decoder on every call.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _json_problem(exc: BaseException) -> str:
@@ -566,33 +585,180 @@ def make_date_converter(kind: DateKind, formats: Iterable[str], zone: tzinfo) ->
     birthday → epoch ms of the calendar date at midnight UTC; time → epoch ms of the
     instant; date → ISO text at midnight UTC; datetime → ISO text of the instant in UTC.
     """
-    parse = make_date_parser(formats)
+    names = list(formats)
+    parse = make_date_parser(names)
+    general: Converter
     if kind == "birthday":
-        return lambda text: date_epoch_millis(calendar_date(parse(text)))
-    if kind == "date":
-        return lambda text: iso_date(calendar_date(parse(text)))
-    if kind == "time":
-        return lambda text: epoch_millis(instant(parse(text), zone))
-    if kind == "datetime":
-        return lambda text: iso_utc(instant(parse(text), zone))
-    raise ValueError(f"unknown date kind {kind!r}")
+        general = lambda text: date_epoch_millis(calendar_date(parse(text)))  # noqa: E731
+    elif kind == "date":
+        general = lambda text: iso_date(calendar_date(parse(text)))  # noqa: E731
+    elif kind == "time":
+        general = lambda text: epoch_millis(instant(parse(text), zone))  # noqa: E731
+    elif kind == "datetime":
+        general = lambda text: iso_utc(instant(parse(text), zone))  # noqa: E731
+    else:
+        raise ValueError(f"unknown date kind {kind!r}")
+    if len(names) == 1 and (fast := _fixed_width_converter(names[0], kind, zone, general)):
+        return fast
+    return general
 
 
-def cached(convert: Converter, size: int = 2048) -> Converter:
-    """Memoise a converter for columns with few distinct values (gender, tiers, dates).
+# --- a fast path for the common fixed-width numeric patterns -----------------------
+#
+# Exports write "2024-11-20 14:54:03" millions of times; building datetime objects and
+# converting zones for each costs several microseconds. For patterns made only of
+# %Y %m %d %H %M %S and separators, a cell of the exact width is sliced instead, its
+# day looked up in a small cache (validated once, with the zone's offset when it is
+# constant all day), and the result computed with integer arithmetic. Anything else —
+# other widths, DST-change days, impossible values — goes through the general path,
+# which also produces every error message, so both paths always agree.
 
-    The table stops growing at ``size`` entries so a column of unique values costs
-    one dictionary miss per cell and bounded memory.
+_FIELD_WIDTH = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
+_EPOCH_ORDINAL = EPOCH_DATE.toordinal()
+
+
+def _fixed_width_layout(
+    pattern: str,
+) -> tuple[int, dict[str, tuple[int, int]], list[tuple[int, str]]] | None:
+    fields: dict[str, tuple[int, int]] = {}
+    literals: list[tuple[int, str]] = []
+    position = i = 0
+    while i < len(pattern):
+        if pattern[i] == "%":
+            directive = pattern[i + 1 : i + 2]
+            if directive not in _FIELD_WIDTH or directive in fields:
+                return None
+            width = _FIELD_WIDTH[directive]
+            fields[directive] = (position, position + width)
+            position += width
+            i += 2
+        else:
+            if pattern[i].isdigit():
+                return None
+            literals.append((position, pattern[i]))
+            position += 1
+            i += 1
+    if not {"Y", "m", "d"} <= set(fields):
+        return None
+    if ("S" in fields and "M" not in fields) or ("M" in fields and "H" not in fields):
+        return None
+    return position, fields, literals
+
+
+def _fixed_width_converter(
+    pattern: str, kind: str, zone: tzinfo, general: Converter
+) -> Converter | None:
+    layout = _fixed_width_layout(pattern)
+    if layout is None:
+        return None
+    _, fields, literals = layout
+    order = sorted(fields, key=lambda d: fields[d][0])
+    regex_text, last = "", 0
+    for directive in order:
+        start, end = fields[directive]
+        regex_text += "".join(re.escape(c) for p, c in literals if last <= p < start)
+        regex_text += f"([0-9]{{{end - start}}})"
+        last = end
+    regex_text += "".join(re.escape(c) for p, c in literals if p >= last)
+    fullmatch = re.compile(regex_text).fullmatch
+    y, m, d = order.index("Y"), order.index("m"), order.index("d")
+    h = order.index("H") if "H" in fields else None
+    mi = order.index("M") if "M" in fields else None
+    sec = order.index("S") if "S" in fields else None
+    days: dict[str, tuple[int, int | None]] = {}  # date digits -> (epoch day, zone offset s)
+    day_texts: dict[int, str] = {}
+    wants_instant = kind in ("time", "datetime")
+
+    def day_of(groups: tuple[str, ...]) -> tuple[int, int | None]:
+        key = groups[y] + groups[m] + groups[d]
+        found = days.get(key)
+        if found is None:
+            calendar = date(int(groups[y]), int(groups[m]), int(groups[d]))  # may raise
+            offset = _constant_offset(calendar, zone) if wants_instant else 0
+            found = (calendar.toordinal() - _EPOCH_ORDINAL, offset)
+            if len(days) < 100_000:
+                days[key] = found
+        return found
+
+    def convert(text: str) -> Any:
+        match = fullmatch(text)
+        if match is None:
+            return general(text)
+        groups = match.groups()
+        try:
+            epoch_day, offset = day_of(groups)
+        except ValueError:
+            return general(text)
+        if kind == "birthday":
+            return epoch_day * 86_400_000
+        if kind == "date":
+            return _day_text(day_texts, epoch_day) + "T00:00:00.000Z"
+        hour = int(groups[h]) if h is not None else 0
+        minute = int(groups[mi]) if mi is not None else 0
+        second = int(groups[sec]) if sec is not None else 0
+        if hour > 23 or minute > 59 or second > 59 or offset is None:
+            return general(text)  # impossible values, or a day the clock changes
+        seconds = epoch_day * 86_400 + hour * 3600 + minute * 60 + second - offset
+        if kind == "time":
+            return seconds * 1000
+        utc_day, rest = divmod(seconds, 86_400)
+        hour, rest = divmod(rest, 3600)
+        minute, second = divmod(rest, 60)
+        return f"{_day_text(day_texts, utc_day)}T{hour:02d}:{minute:02d}:{second:02d}.000Z"
+
+    return convert
+
+
+def _day_text(cache: dict[int, str], epoch_day: int) -> str:
+    text = cache.get(epoch_day)
+    if text is None:
+        day = date.fromordinal(epoch_day + _EPOCH_ORDINAL)
+        text = f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
+        if len(cache) < 100_000:
+            cache[epoch_day] = text
+    return text
+
+
+def _constant_offset(day: date, zone: tzinfo) -> int | None:
+    """The zone's UTC offset in seconds when it is the same all day, else None."""
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    end = datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=zone)
+    first, last = start.utcoffset(), end.utcoffset()
+    if first is None or first != last:
+        return None
+    # A fold or gap inside the day would also show as different offsets at noon.
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=zone).utcoffset()
+    return int(first.total_seconds()) if noon == first else None
+
+
+def cached(convert: Converter, size: int = 65_536, probe: int = 20_000) -> Converter:
+    """Memoise a converter for columns that repeat values (gender, tiers, birthdays).
+
+    The table stops growing at ``size`` entries, so memory is bounded. After ``probe``
+    cells, a column that rarely repeats (amounts, timestamps) stops paying for the
+    look-ups and calls the converter directly. Cached values are shared between rows,
+    so nothing downstream may mutate a converted value.
     """
     table: dict[str, Any] = {}
+    missing = object()
+    seen = hits = 0
+    direct = False
 
     def lookup(text: str) -> Any:
-        try:
-            return table[text]
-        except KeyError:
+        nonlocal seen, hits, direct
+        if direct:
+            return convert(text)
+        value = table.get(text, missing)
+        if value is missing:
             value = convert(text)
-            if len(table) < size and not isinstance(value, dict | list):
+            if len(table) < size:
                 table[text] = value
-            return value
+        else:
+            hits += 1
+        seen += 1
+        if seen == probe and hits < probe // 5:
+            direct = True
+            table.clear()
+        return value
 
     return lookup

@@ -8,6 +8,7 @@ import glob
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from importer.delivery import mask
 from importer.duplicates import DUPLICATE_REASON, DuplicatePlan, id_stream, no_plan, plan_duplicates
 from importer.errors import ExitCode, ImporterError, SourceError
 from importer.messages import RowMapper, content_fingerprint
-from importer.pipeline import Outcome, outcomes, run_start_millis
+from importer.parallel import MapPool, PooledRecords, default_workers
+from importer.pipeline import Outcome, outcomes, pooled_outcomes, run_start_millis
 from importer.progress import choose_progress
 from importer.readers import Record, Source, list_sheets, open_source
 from importer.report import FailureWriter, Summary
@@ -99,8 +101,12 @@ class Job:
         self.mappers: dict[str, RowMapper] = {}
         self.headers: dict[str, list[str]] = {}
         self.encodings: set[str] = set()
+        self.descriptions: list[str] = []
+        self.blank_rows = 0
         self._current: Source | None = None  # the input being read
+        self._pooled: PooledRecords | None = None  # its records, when workers map them
         self._index = 0
+        self.pool: MapPool | None = None
         for item in inputs:
             # Open every input once up front so a missing column or an unreadable
             # file in the tenth file stops the run before anything is sent.
@@ -109,6 +115,7 @@ class Job:
             self.headers[item.label] = source.display_header
             if source.encoding:
                 self.encodings.add(source.encoding)
+            self.descriptions.append(source.describe())
             log.info("reading %s", source.describe())
             _close(source)
 
@@ -155,7 +162,13 @@ class Job:
             source = self.open(item)
             self._index, self._current = index, source
             label = item.label
-            for outcome in outcomes(source, self.mappers[label], label, skip):
+            stream: Iterator[Outcome]
+            if self.pool is not None:
+                self._pooled = PooledRecords(source.records, label, self.pool, skip)
+                stream = pooled_outcomes(self._pooled, label)
+            else:
+                stream = outcomes(source, self.mappers[label], label, skip)
+            for outcome in stream:
                 row = outcome.row
                 if duplicates.skip and duplicates.is_skipped(label, row):
                     yield Outcome(row, outcome.cells, None, "skip", DUPLICATE_REASON, (), label)
@@ -169,6 +182,7 @@ class Job:
                                   ("duplicate customer id",), label)  # fmt: skip
                 else:
                     yield outcome
+            self.blank_rows += source.stats.blank_rows
         self._index, self._current = len(self.inputs), None
 
     def rest(self) -> Iterator[tuple[str, int, list[str]]]:
@@ -176,11 +190,36 @@ class Job:
         for index in range(self._index, len(self.inputs)):
             item = self.inputs[index]
             if index == self._index and self._current is not None:
+                if self._pooled is not None:
+                    for row, cells in self._pooled.leftovers():
+                        yield item.label, row, cells
                 records: Iterator[Record] = self._current.records
             else:
                 records = self.open(item).records
             for row, cells, _ in records:
                 yield item.label, row, cells
+
+    def start_workers(self, workers: int | None, encode: bool) -> None:
+        """Map rows in worker processes (None: as many as suit this machine and input)."""
+        if workers is None:
+            small = sum(_size(item.path) for item in self.inputs) < AUTO_WORKERS_MIN_BYTES
+            workers = 0 if small else default_workers(encode)
+        if workers > 0:
+            self.pool = MapPool(self.mappers, workers, encode)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def warnings(self) -> Counter[str]:
+        """Soft-limit warnings from every mapper, wherever it ran."""
+        found: Counter[str] = Counter()
+        for mapper in self.mappers.values():
+            found.update(mapper.warnings)
+        if self.pool is not None:
+            found.update(self.pool.warnings)
+        return found
 
     def fraction(self) -> float | None:
         """Share of the current CSV read, for progress when the row count is unknown."""
@@ -210,6 +249,17 @@ class Job:
         return plan
 
 
+# Below this much input, starting worker processes costs more than it saves.
+AUTO_WORKERS_MIN_BYTES = 4 * 1024 * 1024
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
 def _close(source: Source) -> None:
     close = getattr(source.records, "close", None)
     if close is not None:
@@ -226,6 +276,7 @@ def run_job(
     duplicates: str = "last",
     state_path: str | None = None,
     restart: bool = False,
+    workers: int | None = None,
 ) -> JobResult:
     """Import the inputs; returns the summary, the exit code it earns, and advice."""
     started = time.monotonic()
@@ -256,7 +307,13 @@ def run_job(
             if info.resumed:
                 log.warning("resuming the unfinished run from %s", state_path)
         job = Job(inputs, mapping, run_time)
-        return _run(job, options, outputs, state, duplicates, started, patterns)
+        try:
+            # Workers are forked before the event loop starts: forking a running loop
+            # (and aiohttp's resolver threads) is not safe.
+            job.start_workers(workers, encode=not options.dry_run)
+            return _run(job, options, outputs, state, duplicates, started, patterns)
+        finally:
+            job.close()
     finally:
         if state is not None:
             state.close()
@@ -297,8 +354,8 @@ def _run(
     finally:
         progress.close()
         failures.close()
-    for mapper in job.mappers.values():
-        summary.warnings.update(mapper.warnings)
+    summary.warnings.update(job.warnings())
+    summary.blank_rows = job.blank_rows
     summary.failures_path = str(outputs.failures) if failures.count else None
     summary.duration_seconds = time.monotonic() - started
     run_state = runner.state
@@ -337,10 +394,30 @@ def plan_job(
     rate: float | None,
     latency_ms: float,
     summary_json: Path | None,
+    workers: int | None = None,
 ) -> JobResult:
     """One read of the inputs that sends nothing: what a run would do, and how long."""
     started = time.monotonic()
     job = Job(expand_inputs(patterns, sheet), mapping, run_start_millis())
+    job.start_workers(workers, encode=True)
+    try:
+        return _plan(job, started, duplicates, state_path, concurrency, rate, latency_ms,
+                     summary_json, patterns)  # fmt: skip
+    finally:
+        job.close()
+
+
+def _plan(
+    job: Job,
+    started: float,
+    duplicates: str,
+    state_path: str | None,
+    concurrency: int,
+    rate: float | None,
+    latency_ms: float,
+    summary_json: Path | None,
+    patterns: Sequence[str],
+) -> JobResult:
     plan = job.duplicate_plan(duplicates)
     summary = Summary(mode="plan", source=", ".join(patterns), encoding=_encoding(job))
     reader = StateReader(state_path)
@@ -378,8 +455,7 @@ def plan_job(
         per_second = min(per_second, rate)
     summary.rows_skipped += to_send
     summary.skipped["plan only, not sent"] += to_send
-    for mapper in job.mappers.values():
-        summary.warnings.update(mapper.warnings)
+    summary.warnings.update(job.warnings())
     summary.duration_seconds = time.monotonic() - started
     summary.extra.update(
         users_new=new,
@@ -442,6 +518,37 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def validate_job(
+    source: str, mapping: Mapping, failures_path: Path, workers: int | None
+) -> tuple[Summary, list[str]]:
+    """Read and map every row without sending; failures go to ``failures_path``."""
+    started = time.monotonic()
+    job = Job(expand_inputs([source], mapping.source.sheet), mapping, run_start_millis())
+    summary = Summary(mode="validate", source=source, encoding=_encoding(job))
+    writer = job.failure_writer(failures_path)
+    job.start_workers(workers, encode=False)
+    try:
+        for outcome in job.outcomes(_never, no_plan("all")):
+            summary.rows_total += 1
+            if outcome.mapped is not None:
+                summary.rows_valid += 1
+                continue
+            summary.rows_invalid += 1
+            summary.reasons.update(outcome.keys)
+            writer.write(outcome.row, outcome.stage, outcome.error, outcome.cells, outcome.source)
+    finally:
+        writer.close()
+        job.close()
+    summary.rows_failed = summary.rows_invalid
+    summary.rows_skipped = summary.rows_valid
+    summary.skipped["validated only, not sent"] = summary.rows_valid
+    summary.blank_rows = job.blank_rows
+    summary.warnings.update(job.warnings())
+    summary.failures_path = str(failures_path) if writer.count else None
+    summary.duration_seconds = time.monotonic() - started
+    return summary, job.descriptions
 
 
 def _never(label: str, row: int) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from importer.config import Mapping
 from importer.messages import MappedRow, RowMapper
+from importer.parallel import VALID, PooledRecords
 from importer.readers import Source, open_source
 
 
@@ -78,6 +79,22 @@ def outcomes(
                 tuple(p.key for p in result),
                 label,
             )
+
+
+def pooled_outcomes(pooled: PooledRecords, label: str = "") -> Iterator[Outcome]:
+    """Like ``outcomes``, with the mapping done by worker processes."""
+    for number, cells, problem, result in pooled:
+        if problem is not None:
+            yield Outcome(number, cells, None, "read", problem, (_read_key(problem),), label)
+        elif result is None:
+            yield Outcome(number, cells, VALID, source=label)
+        elif isinstance(result, tuple):
+            user_id, moment, content = result
+            yield Outcome(
+                number, cells, MappedRow.from_content(user_id, moment, content), source=label
+            )
+        else:
+            yield Outcome(number, cells, None, "validate", result[0], result[1], label)
 
 
 def _read_key(problem: str) -> str:

@@ -16,7 +16,7 @@ import os
 import re
 import zipfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -218,43 +218,20 @@ def _open_csv(
             "Give a CSV, TSV or Excel (.xlsx) file.",
         )
     head_lines = sample.decode(encoding, errors="replace").splitlines(keepends=True)
-    stream.seek(0)
-    text = io.TextIOWrapper(
-        stream,
-        encoding=encoding,
-        errors="surrogateescape",
-        newline="",
-    )
-    lines = _Lines(text)
+    raw.close()
     if delimiter == "auto":
         sample_lines = head_lines[header_row - 1 : header_row + 50]
         delimiter = sniff_delimiter(sample_lines[:-1] if len(sample_lines) > 1 else sample_lines)
-    reader = csv.reader(lines, delimiter=delimiter, strict=False)
-    header_cells: list[str] | None = None
-    for _ in range(header_row):
-        try:
-            header_cells = next(reader)
-        except StopIteration:
-            raw.close()
-            raise SourceError(
-                name,
-                f"the file has fewer than {header_row} lines, so there is no header row",
-                "Check `header_row:` in the mapping (or --header-row).",
-            ) from None
-        except csv.Error as exc:
-            raw.close()
-            raise SourceError(name, f"the header line cannot be read ({exc})") from None
-        lines.consumed.clear()
-    assert header_cells is not None
+    header_cells, header_lines = _read_header(file, name, encoding, delimiter, header_row)
     header, display = make_header(header_cells)
     if _SURROGATE.search("".join(header_cells)):
-        raw.close()
         raise SourceError(
             name,
             f"the header is not valid {_ENCODING_NAMES.get(encoding, encoding)} text",
             "Give the right encoding with --encoding (for example windows-1256 or utf-8).",
         )
     failure_file = is_failure_header(header)
+    position = _Position()
     source = Source(
         path=name,
         kind="csv",
@@ -266,11 +243,10 @@ def _open_csv(
         delimiter=delimiter,
         size_bytes=size,
         is_failure_file=failure_file,
-        bytes_read=raw.tell,
+        bytes_read=position.tell,
     )
-    records = _csv_records(
-        reader, lines, raw, len(header), source.stats, encoding, delimiter, header_row
-    )
+    dialect = _Dialect(file, encoding, delimiter, len(header), source.stats, position)
+    records = _csv_records(dialect, header_lines + 1)
     if failure_file:
         source.header, source.display_header, records = _strip_report_columns(
             header, display, records
@@ -279,18 +255,158 @@ def _open_csv(
     return source
 
 
-def _csv_records(
-    reader: Any,
-    lines: _Lines,
-    raw: IO[bytes],
-    width: int,
-    stats: ReadStats,
-    encoding: str,
-    delimiter: str,
-    header_row: int,
-) -> Iterator[Record]:
+# Decoding errors, counted by our codec error handler (it otherwise behaves like
+# surrogateescape): the fast reader checks the count instead of scanning every row.
+_DECODE_ERRORS = [0]
+
+
+def _count_and_escape(error: UnicodeError) -> tuple[str | bytes, int]:
+    _DECODE_ERRORS[0] += 1
+    return _SURROGATE_ESCAPE(error)
+
+
+_SURROGATE_ESCAPE = codecs.lookup_error("surrogateescape")
+
+
+codecs.register_error("metrix-escape", _count_and_escape)
+
+
+class _Position:
+    """Bytes read of the file being read (for progress), across reader switches."""
+
+    def __init__(self) -> None:
+        self.raw: IO[bytes] | None = None
+
+    def tell(self) -> int:
+        try:
+            return self.raw.tell() if self.raw is not None and not self.raw.closed else 0
+        except (OSError, ValueError):
+            return 0
+
+
+@dataclass
+class _Dialect:
+    """What both CSV record readers need to know."""
+
+    file: Path
+    encoding: str
+    delimiter: str
+    width: int
+    stats: ReadStats
+    position: _Position
+
+    def open_text(self, first_line: int) -> tuple[IO[str], IO[bytes]] | None:
+        """The text from physical line ``first_line`` on; None when the file ends first."""
+        stream, raw = _open_binary(self.file)
+        self.position.raw = raw
+        text = io.TextIOWrapper(stream, encoding=self.encoding, errors="metrix-escape", newline="")
+        for _ in range(first_line - 1):
+            if not text.readline():
+                raw.close()
+                return None
+        return text, raw
+
+
+def _read_header(
+    file: Path, name: str, encoding: str, delimiter: str, header_row: int
+) -> tuple[list[str], int]:
+    """The header row's cells and how many physical lines it and the lines above take."""
+    stream, raw = _open_binary(file)
+    try:
+        text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
+        reader = csv.reader(text, delimiter=delimiter, strict=False)
+        cells: list[str] | None = None
+        for _ in range(header_row):
+            try:
+                cells = next(reader)
+            except StopIteration:
+                raise SourceError(
+                    name,
+                    f"the file has fewer than {header_row} lines, so there is no header row",
+                    "Check `header_row:` in the mapping (or --header-row).",
+                ) from None
+            except csv.Error as exc:
+                raise SourceError(name, f"the header line cannot be read ({exc})") from None
+        assert cells is not None
+        return cells, reader.line_num
+    finally:
+        raw.close()
+
+
+def _csv_records(dialect: _Dialect, first_line: int) -> Iterator[Record]:
+    """Records from ``first_line`` on: the fast reader while the file is plain, the
+    careful one from the first record that is not (spans lines, does not parse, has
+    undecodable bytes) to the end."""
+    handoff = yield from _fast_records(dialect, first_line)
+    if handoff is not None:
+        line, number = handoff
+        yield from _careful_records(dialect, line, number)
+
+
+def _fast_records(
+    dialect: _Dialect, first_line: int
+) -> Generator[Record, None, tuple[int, int] | None]:
+    """csv.reader straight over the file: one C call per record.
+
+    Returns (line, row number so far) where the careful reader must take over, or None
+    at the end of the file. Nothing is yielded for the record it hands over.
+    """
+    errors_before = _DECODE_ERRORS[0]  # before opening: skipping lines decodes too
+    opened = dialect.open_text(first_line)
+    if opened is None:
+        return None
+    text, raw = opened
+    width, stats = dialect.width, dialect.stats
+    reader = csv.reader(text, delimiter=dialect.delimiter, strict=False)
     number = 0
-    line_no = header_row  # physical line of the last line consumed
+    seen = 0  # lines consumed so far
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return None
+            except csv.Error:
+                return first_line + seen, number
+            used = reader.line_num - seen
+            if used != 1 or _DECODE_ERRORS[0] != errors_before:
+                return first_line + seen, number
+            seen += 1
+            number += 1
+            if len(row) == width:
+                if any(row):
+                    yield number, row, None
+                else:
+                    stats.blank_rows += 1
+            elif not row or (len(row) < width and not any(c.strip(WHITESPACE) for c in row)):
+                stats.blank_rows += 1
+            else:
+                yield number, row, _width_problem(first_line + seen - 1, len(row), width)
+    finally:
+        raw.close()
+
+
+def _width_problem(line: int, found: int, width: int) -> str:
+    return f"line {line}: has {found} fields but the header has {width}" + (
+        " (is a delimiter inside an unquoted cell?)" if found > width else ""
+    )
+
+
+def _careful_records(dialect: _Dialect, first_line: int, number: int) -> Iterator[Record]:
+    """Line-aware reading: recovers from unterminated quotes and reports bad bytes."""
+    opened = dialect.open_text(first_line)
+    if opened is None:
+        return
+    text, raw = opened
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=dialect.delimiter, strict=False)
+    width, stats, encoding, delimiter = (
+        dialect.width,
+        dialect.stats,
+        dialect.encoding,
+        dialect.delimiter,
+    )
+    line_no = first_line - 1  # physical line of the last line consumed
     try:
         while True:
             lines.consumed.clear()
@@ -336,11 +452,9 @@ def _csv_records(
                 reason = f'line {start}: a quote (") is opened but never closed'
                 yield number, _split_plain(consumed[:1]), reason
                 continue
-            found = len(row)
-            reason = f"line {start}: has {found} fields but the header has {width}" + (
-                " (is a delimiter inside an unquoted cell?)" if found > width else ""
-            )
-            yield number, row, reason
+            if _SURROGATE.search("".join(consumed)):
+                row = _unescape(row)
+            yield number, row, _width_problem(start, len(row), width)
     finally:
         raw.close()
 

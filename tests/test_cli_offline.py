@@ -136,3 +136,22 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_help_lists_exit_codes() -> None:
     result = cli("validate", "--help")
     assert "Exit codes: 0" in result.stdout and "130 interrupted" in result.stdout
+
+
+def test_worker_processes_give_exactly_the_same_results(tmp_path: Path) -> None:
+    from benchmarks.datagen import write_csv
+
+    data = tmp_path / "export.csv"
+    write_csv(data, 4500, seed=12, invalid_rate=0.03)
+    outputs = {}
+    for workers in ("0", "2"):
+        result = cli("validate", data, "-m", SAMPLE_MAPPING, "--workers", workers,
+                     "--failures", f"f{workers}.csv", "--summary-json", f"s{workers}.json",
+                     cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        summary = json.loads((tmp_path / f"s{workers}.json").read_text())
+        summary.pop("duration_seconds")
+        summary.pop("failures_path")
+        outputs[workers] = (summary, (tmp_path / f"f{workers}.csv").read_bytes())
+    assert outputs["0"] == outputs["2"]
+    assert outputs["0"][0]["rows_invalid"] > 50

@@ -111,11 +111,13 @@ def test_yaml_booleans_in_word_lists_become_words() -> None:
     assert mapping.custom["x"].true_values == ("true", "da")
 
 
-def test_fingerprint_changes_with_content_only() -> None:
+def test_fingerprint_changes_with_content_and_order() -> None:
     a = parse_mapping("user_id: id\nfields: {email: e}")
-    b = parse_mapping("fields: {email: e}\nuser_id: id  # same, reordered")
-    c = parse_mapping("user_id: id\nfields: {email: mail}")
-    assert a.fingerprint == b.fingerprint != c.fingerprint
+    same = parse_mapping("user_id: id  # a comment changes nothing\nfields: {email: e}")
+    reordered = parse_mapping("fields: {email: e}\nuser_id: id")
+    changed = parse_mapping("user_id: id\nfields: {email: mail}")
+    assert a.fingerprint == same.fingerprint
+    assert len({a.fingerprint, reordered.fingerprint, changed.fingerprint}) == 3
 
 
 def test_cli_overrides_source_options() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -337,3 +338,76 @@ def test_birthday_is_a_whole_number_of_days(day: date) -> None:
 def test_int_round_trip(number: int) -> None:
     assert cv.make_int()(str(number)) == number
     assert cv.make_int(",")(f"{number:,}") == number
+
+
+# --- the fixed-width fast path agrees with the general path -----------------------------
+
+FAST_PATTERNS = ["%Y-%m-%d %H:%M:%S", "%d/%m/%Y", "%Y%m%d%H%M", "%m-%d-%Y %H:%M", "%Y.%m.%d"]
+ZONES = ["UTC", "Asia/Tehran", "America/New_York", "Australia/Lord_Howe"]
+
+
+def _both(pattern: str, kind: str, zone_name: str) -> tuple[cv.Converter, cv.Converter]:
+    zone = cv.get_timezone(zone_name)
+    fast = cv.make_date_converter(kind, [pattern], zone)
+    general = cv.make_date_converter(kind, [pattern, "%Y"], zone)  # a list: no fast path
+    return fast, general
+
+
+def _outcome(convert: cv.Converter, text: str) -> object:
+    try:
+        return convert(text)
+    except ConversionError as exc:
+        return ("error", exc.reason)
+
+
+@given(
+    st.sampled_from(FAST_PATTERNS),
+    st.sampled_from(["birthday", "date", "time", "datetime"]),
+    st.sampled_from(ZONES),
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)),
+)
+def test_fast_path_equals_general_path_on_valid_cells(
+    pattern: str, kind: str, zone: str, moment: datetime
+) -> None:
+    fast, general = _both(pattern, kind, zone)
+    text = moment.strftime(pattern)
+    assert _outcome(fast, text) == _outcome(general, text)
+
+
+@given(
+    st.sampled_from(FAST_PATTERNS),
+    st.sampled_from(["birthday", "time", "datetime"]),
+    st.text(alphabet="0123456789-/:. ۱x", min_size=6, max_size=19),
+)
+def test_fast_path_equals_general_path_on_any_cell(pattern: str, kind: str, text: str) -> None:
+    fast, general = _both(pattern, kind, "Asia/Tehran")
+    assert _outcome(fast, text) == _outcome(general, text)
+
+
+@pytest.mark.parametrize(
+    ("zone", "text", "expected"),
+    [
+        ("America/New_York", "2024-03-10 01:30:00", "2024-03-10T06:30:00.000Z"),
+        ("America/New_York", "2024-03-10 03:30:00", "2024-03-10T07:30:00.000Z"),
+        ("Asia/Tehran", "2020-03-21 12:00:00", "2020-03-21T07:30:00.000Z"),
+        ("Asia/Tehran", "2024-03-21 12:00:00", "2024-03-21T08:30:00.000Z"),
+    ],
+)
+def test_days_when_the_clock_changes_are_exact(zone: str, text: str, expected: str) -> None:
+    convert = cv.make_date_converter("datetime", ["%Y-%m-%d %H:%M:%S"], cv.get_timezone(zone))
+    assert convert(text) == expected
+
+
+def _reference_float(text: str) -> object:
+    """The documented rule, written the slow, obvious way."""
+    import re
+
+    if not re.fullmatch(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", text):
+        return ("error", "not a number")
+    value = float(text)
+    return ("error", "number too large") if math.isinf(value) else value
+
+
+@given(st.text(alphabet="0123456789.eE+-_ nafiINFty", max_size=12))
+def test_float_fast_path_follows_the_documented_rule(text: str) -> None:
+    assert _outcome(cv.make_float(), text) == _reference_float(text)

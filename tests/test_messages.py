@@ -156,7 +156,7 @@ def test_bad_constant_is_a_mapping_error() -> None:
 
 def test_message_id_equals_uuid5() -> None:
     namespace = uuid.UUID(bytes=MESSAGE_ID_NAMESPACE)
-    assert message_id("u1", '{"a":1}') == str(uuid.uuid5(namespace, 'u1\x1f{"a":1}'))
+    assert message_id("u1", 5, '{"a":1}') == str(uuid.uuid5(namespace, 'u1\x1f5\x1f{"a":1}'))
 
 
 def test_body_is_the_documented_envelope() -> None:
@@ -171,9 +171,9 @@ def test_body_is_the_documented_envelope() -> None:
 
 
 def test_fingerprint_ignores_time_but_not_content() -> None:
-    a = MappedRow("u", {"type": "user", "time": 1, "email": "a@b.co"})
-    b = MappedRow("u", {"type": "user", "time": 2, "email": "a@b.co"})
-    c = MappedRow("u", {"type": "user", "time": 1, "email": "c@b.co"})
+    a = MappedRow("u", 1, {"email": "a@b.co"})
+    b = MappedRow("u", 2, {"email": "a@b.co"})
+    c = MappedRow("u", 1, {"email": "c@b.co"})
     assert content_fingerprint(a) == content_fingerprint(b) != content_fingerprint(c)
 
 
@@ -213,8 +213,8 @@ def test_same_row_same_id_and_valid_json_with_integer_times(row: list[str]) -> N
 
 @given(st.text(min_size=1), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=4))
 def test_different_content_different_id(user: str, attributes: dict[str, str]) -> None:
-    base = MappedRow(user, {"type": "user", "time": 1, "customAttributes": attributes})
-    changed = MappedRow(user, {"type": "user", "time": 2, "customAttributes": attributes})
+    base = MappedRow(user, 1, {"customAttributes": attributes})
+    changed = MappedRow(user, 2, {"customAttributes": attributes})
     assert encode_body(base)[1] != encode_body(changed)[1]
 
 
@@ -223,3 +223,28 @@ def test_headers_match_across_persian_letter_variants_case_and_spacing() -> None
     row = mapper("user_id: کد مشتری\nfields: {firstName: first name}", header).map_row(["7", "Ali"])
     assert isinstance(row, MappedRow)
     assert (row.user_id, row.message["firstName"]) == ("7", "Ali")
+
+
+def test_body_without_fields_is_still_valid_json() -> None:
+    body, mid = encode_body(MappedRow("u", 7, {}))
+    assert json.loads(body) == {
+        "customUserId": "u",
+        "messages": [{"type": "user", "id": mid, "time": 7}],
+    }
+
+
+@given(
+    st.sampled_from(["national", "e164"]),
+    st.from_regex(r"(\+98 ?|0098|98|0)?9[0-9]{2}[ -]?[0-9]{3}[ -]?[0-9]{4}", fullmatch=True),
+)
+def test_hashed_phone_is_the_hash_of_the_e164_form(phone_format: str, cell: str) -> None:
+    from importer.phone import canonical_phone_for_hash
+
+    text = (
+        f"user_id: id\nfields: {{phoneNumber: {{column: p, phone_format: {phone_format}, "
+        "region: IR}}\nhashed: {hashedPhoneNumber: {from: phoneNumber}}\n"
+    )
+    row = mapper(text, ["id", "p"]).map_row(["1", cell])
+    assert isinstance(row, MappedRow)
+    expected = hashlib.sha256(canonical_phone_for_hash(cell, "IR").encode()).hexdigest()
+    assert row.fields["hashedPhoneNumber"] == expected

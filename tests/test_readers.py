@@ -8,6 +8,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from importer.errors import SourceError
 from importer.readers import (
@@ -272,3 +274,62 @@ def test_failure_csv_read_back_drops_report_columns_and_restores_cells(tmp_path:
     assert source.is_failure_file
     assert source.header == ["id", "phone"]
     assert [c for _, c, _ in source.records] == [["1", "+98 912"]]
+
+
+# --- the fast reader hands over to the careful one without losing or shifting rows ---
+
+
+def _careful_only(path: Path) -> list[tuple[int, list[str], str | None]]:
+    from importer import readers
+
+    source = open_source(path, encoding="utf-8", delimiter=",")
+    dialect = readers._Dialect(
+        path, "utf-8", ",", len(source.header),
+        readers.ReadStats(), readers._Position(),
+    )  # fmt: skip
+    return list(readers._careful_records(dialect, 2, 0))
+
+
+def test_anomalies_deep_in_a_big_file_are_found_and_every_row_kept(tmp_path: Path) -> None:
+    lines = [b"id,name,note"]
+    for i in range(1, 12001):
+        if i == 5000:
+            lines.append(b'5000,multi,"two\nlines"')
+        elif i == 8000:
+            lines.append(b"8000,bad\xffbyte,x")
+        elif i == 11000:
+            lines.append(b'11000,"open quote,x')
+        else:
+            lines.append(b"%d,name%d,note" % (i, i))
+    path = write(tmp_path, "big.csv", b"\n".join(lines) + b"\n")
+    got = records(path, encoding="utf-8")
+    assert got == _careful_only(path)
+    problems = {n: p for n, _, p in got if p is not None}
+    assert set(problems) == {8000, 11000}
+    assert "line 8002" in problems[8000] and "line 11002" in problems[11000]
+    assert got[4999][1] == ["5000", "multi", "two\nlines"]
+    assert got[-1][:2] == (12000, ["12000", "name12000", "note"])
+
+
+row_text = st.text(alphabet='ab,"\n\r\xe9', max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(row_text, min_size=1, max_size=4), max_size=30), st.booleans())
+def test_fast_and_careful_readers_agree_on_any_input(rows: list[list[str]], bad_byte: bool) -> None:
+    import csv as csv_module
+    import io
+    import tempfile
+
+    buffer = io.StringIO()
+    writer = csv_module.writer(buffer)
+    writer.writerow(["a", "b", "c"])
+    for row in rows:
+        buffer.write(",".join(row) + "\n")  # raw, so quotes may be unbalanced
+    data = buffer.getvalue().encode("utf-8")
+    if bad_byte and len(data) > 10:
+        data = data[:-5] + b"\xff" + data[-5:]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "in.csv"
+        path.write_bytes(data)
+        assert records(path, encoding="utf-8", delimiter=",") == _careful_only(path)

@@ -4,7 +4,10 @@ from hypothesis import strategies as st
 from importer.rowset import RowSet
 
 
-@given(st.sets(st.integers(min_value=0, max_value=100_000)), st.integers(min_value=0, max_value=100_000))
+@given(
+    st.sets(st.integers(min_value=0, max_value=100_000)),
+    st.integers(min_value=0, max_value=100_000),
+)
 def test_rowset_behaves_like_a_set(rows: set[int], probe: int) -> None:
     found = RowSet()
     for row in sorted(rows, reverse=True):

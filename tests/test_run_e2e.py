@@ -266,3 +266,43 @@ def test_run_usage_errors_exit_2_before_any_network(
     assert_no_traceback(result)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_with_worker_processes_an_abort_still_accounts_for_every_row(tmp_path: Path) -> None:
+    from benchmarks.datagen import write_csv
+
+    data = tmp_path / "export.csv"
+    write_csv(data, 6000, seed=21, invalid_rate=0.0)
+    sb = start_sandbox(tmp_path, "--reject-key-after", "700")
+    try:
+        result = run_cli(sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--workers", "1",
+                         "--concurrency", "4")  # fmt: skip
+        assert result.returncode == 4, result.stderr
+        outcome = summary(tmp_path)
+        assert outcome["rows_total"] == 6000
+        assert outcome["rows_sent"] == len(stored_ids(sb)) == 700
+        failures = failure_rows(tmp_path / "failures.csv")
+        assert len(failures) == 6000 - 700
+        assert sorted(int(f["_row"]) for f in failures) == sorted(
+            set(range(1, 6001)) - set(sent_rows(sb, data))
+        )
+    finally:
+        sb.stop()
+
+
+def test_with_worker_processes_every_row_arrives(
+    sandbox: Sandbox, tmp_path: Path, sample_ids: set[str]
+) -> None:
+    result = run_cli(sandbox, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--workers", "2")
+    assert result.returncode == 1, result.stderr
+    assert sorted(stored_ids(sandbox)) == sorted(sample_ids)
+
+
+def sent_rows(sb: Sandbox, data: Path) -> list[int]:
+    """Data row numbers of the users the sandbox stored (ids are C + row number)."""
+    import sqlite3
+
+    sb.stats()
+    with sqlite3.connect(sb.db_path) as db:
+        users = [row[0] for row in db.execute("SELECT custom_user_id FROM messages")]
+    return [int(user[1:]) for user in users]
