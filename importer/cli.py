@@ -6,6 +6,7 @@ Command bodies stay short; the work lives in the modules they call.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -398,6 +399,106 @@ def plan(
     )  # fmt: skip
     click.echo("\n".join(result.notes))
     sys.exit(int(result.exit_code))
+
+
+@main.command("init-mapping", epilog=EXIT_CODES_HELP)
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write the draft here (default: print it).",
+)
+@click.option("--sheet", help="Excel sheet: a name or a 0-based index (default: first).")
+@click.option("--encoding", default="auto", help="auto (default) or a codec name.")
+@click.option("--delimiter", default="auto", help="auto (default), ',', ';', 'tab' or '|'.")
+@click.option("--header-row", default=1, type=click.IntRange(min=1), help="1-based header row.")
+@click.option(
+    "--sample",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows to study, spread through the whole file.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@friendly_errors
+def init_mapping(
+    source: str,
+    output: str | None,
+    sheet: str | None,
+    encoding: str,
+    delimiter: str,
+    header_row: int,
+    sample: int,
+    force: bool,
+) -> None:
+    """Draft a commented mapping for SOURCE from its header and a sample of its rows."""
+    from importer.config import DELIMITERS, delimiter_problem, encoding_problem
+    from importer.infer import draft_mapping
+    from importer.pipeline import sample_rows
+    from importer.readers import open_source
+
+    if problem := encoding_problem(encoding) or delimiter_problem(delimiter):
+        raise click.UsageError(problem)
+    if output and Path(output).exists() and not force:
+        raise click.UsageError(f"{output} exists; choose another --output or add --force")
+    opened = open_source(
+        source,
+        sheet=sheet,
+        encoding=encoding,
+        delimiter=DELIMITERS.get(delimiter, delimiter),
+        header_row=header_row,
+    )
+    rows = sample_rows(opened, sample)
+    draft = draft_mapping(
+        opened.header,
+        rows,
+        source_name=source,
+        sheet=opened.sheet if opened.kind == "excel" else None,
+    )
+    if draft.user_id is None:
+        fail(
+            f"{source}: no column can identify customers ({'; '.join(draft.notes)}). "
+            "Check the header row (--header-row) and the sheet (--sheet).",
+            ExitCode.USAGE,
+        )
+    text = _with_reader_options(
+        draft.yaml,
+        opened.encoding if encoding != "auto" else None,
+        delimiter if delimiter != "auto" else None,
+        header_row,
+    )
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    target = output or "the mapping"
+    click.echo(
+        f"Drafted {target} from {len(rows):,} sampled rows: customer id column "
+        f"'{draft.user_id}', {len(draft.fields)} Metrix fields, {len(draft.custom)} custom "
+        f"attributes, {len(draft.notes)} lines marked CHECK.",
+        err=True,
+    )
+    for note in draft.notes:
+        click.echo(f"  CHECK {note}", err=True)
+    if output:
+        click.echo(f"Next: metrix-import validate {source} --mapping {output}", err=True)
+
+
+def _with_reader_options(
+    text: str, encoding: str | None, delimiter: str | None, header_row: int
+) -> str:
+    """The draft with the reader options the user had to give (so validate needs none)."""
+    from importer.config import DELIMITERS
+
+    extra = ""
+    if encoding:
+        extra += f"  encoding: {encoding}\n"
+    if delimiter:
+        shown = "tab" if DELIMITERS.get(delimiter) == "\t" else json.dumps(delimiter)
+        extra += f"  delimiter: {shown}\n"
+    text = text.replace("  header_row: 1\n", f"  header_row: {header_row}\n" + extra, 1)
+    return text
 
 
 @main.command("state")

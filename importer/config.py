@@ -17,7 +17,13 @@ from typing import Any
 
 import yaml
 
-from importer.convert import NAMED_FORMATS, TRANSFORMS, get_timezone, jalali_pattern_ok
+from importer.convert import (
+    NAMED_FORMATS,
+    TRANSFORMS,
+    WHITESPACE,
+    get_timezone,
+    jalali_pattern_ok,
+)
 from importer.errors import MappingError, MappingProblem
 from importer.phone import SUPPORTED_REGIONS
 
@@ -429,7 +435,7 @@ class _Checker:
             return None
         column = None
         if has_column:
-            column = _text(raw["column"]).strip()
+            column = _text(raw["column"]).strip(WHITESPACE)  # as headers are trimmed
             if not column or raw["column"] is None:
                 self.problem(f"{path}.column", "the column name is empty")
         formats = self.formats(f"{path}.format", raw.get("format"), kind)

@@ -144,6 +144,12 @@ class RowMapper:
 
     def _check_columns(self, problems: list[MappingProblem]) -> None:
         repeated = {name.split("#", 1)[0] for name in self.header if "#" in name}
+        # A mapping that names 'phone#2' shows it knows 'phone' is repeated, so its
+        # bare 'phone' means the first one; otherwise a bare name is ambiguous.
+        acknowledged = {
+            column.split("#", 1)[0] for _, column in self.mapping.column_specs() if "#" in column
+        }
+        repeated -= acknowledged
         loose: dict[str, list[str]] = {}
         for name in self.header:
             loose.setdefault(header_key(name), []).append(name)

@@ -7,6 +7,7 @@ row, which is what lets every command account for every row.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,6 +96,25 @@ def pooled_outcomes(pooled: PooledRecords, label: str = "") -> Iterator[Outcome]
             )
         else:
             yield Outcome(number, cells, None, "validate", result[0], result[1], label)
+
+
+def sample_rows(source: Source, size: int, seed: int = 0) -> list[list[str]]:
+    """Up to ``size`` readable rows spread through the whole file (reservoir sampling,
+    reproducible), in file order: the top of an export is rarely typical of it."""
+    rng = random.Random(seed)
+    sample: list[tuple[int, list[str]]] = []
+    seen = 0
+    for number, cells, problem in source.records:
+        if problem is not None:
+            continue
+        seen += 1
+        if len(sample) < size:
+            sample.append((number, cells))
+        else:
+            slot = rng.randrange(seen)
+            if slot < size:
+                sample[slot] = (number, cells)
+    return [cells for _, cells in sorted(sample, key=lambda item: item[0])]
 
 
 def _read_key(problem: str) -> str:

@@ -142,11 +142,11 @@ def test_duplicate_headers_need_the_numbered_name() -> None:
     header = ["id", "phone", "phone#2"]
     with pytest.raises(MappingError, match=r"2 columns named 'phone' \(columns 2, 3\)"):
         mapper("user_id: id\nfields: {phoneNumber: phone}", header)
-    row = mapper("user_id: id\nfields: {phoneNumber: 'phone#2'}", header).map_row(
-        ["1", "a", "09121122333"]
-    )
+    both = "user_id: id\nfields: {phoneNumber: 'phone#2'}\ncustom: {other: phone}"
+    row = mapper(both, header).map_row(["1", "a", "09121122333"])
     assert isinstance(row, MappedRow)
     assert row.message["phoneNumber"] == "09121122333"
+    assert row.message["customAttributes"] == {"other": "a"}
 
 
 def test_bad_constant_is_a_mapping_error() -> None:
