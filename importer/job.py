@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from importer import __version__
 from importer.config import Mapping
 from importer.delivery import mask
 from importer.duplicates import DUPLICATE_REASON, DuplicatePlan, id_stream, no_plan, plan_duplicates
 from importer.errors import ExitCode, ImporterError, SourceError
 from importer.messages import RowMapper, content_fingerprint
-from importer.parallel import MapPool, PooledRecords, default_workers
-from importer.pipeline import Outcome, outcomes, pooled_outcomes, run_start_millis
+from importer.parallel import MappedRecords, MapPool, RawCheck, Unchanged, default_workers
+from importer.pipeline import Outcome, mapped_outcomes, run_start_millis
 from importer.progress import choose_progress
 from importer.readers import Record, Source, list_sheets, open_source
 from importer.report import FailureWriter, Summary
@@ -104,9 +105,10 @@ class Job:
         self.descriptions: list[str] = []
         self.blank_rows = 0
         self._current: Source | None = None  # the input being read
-        self._pooled: PooledRecords | None = None  # its records, when workers map them
+        self._mapped: MappedRecords | None = None  # its records, as they are mapped
         self._index = 0
-        self.pool: MapPool | None = None
+        self._pool: MapPool | None = None
+        self.raw_checks: dict[str, RawCheck] = {}
         for item in inputs:
             # Open every input once up front so a missing column or an unreadable
             # file in the tenth file stops the run before anything is sent.
@@ -155,19 +157,16 @@ class Job:
         )  # fmt: skip
 
     def outcomes(
-        self, skip: Callable[[str, int], bool], duplicates: DuplicatePlan
+        self, skip: Callable[[str, int], bool] | None, duplicates: DuplicatePlan
     ) -> Iterator[Outcome]:
         """Every row of every input, in order; duplicates are marked, not mapped."""
         for index, item in enumerate(self.inputs):
             source = self.open(item)
             self._index, self._current = index, source
             label = item.label
-            stream: Iterator[Outcome]
-            if self.pool is not None:
-                self._pooled = PooledRecords(source.records, label, self.pool, skip)
-                stream = pooled_outcomes(self._pooled, label)
-            else:
-                stream = outcomes(source, self.mappers[label], label, skip)
+            check = self.raw_checks.get(label)
+            self._mapped = MappedRecords(source.records, label, self.pool, skip, check)
+            stream = mapped_outcomes(self._mapped, label)
             for outcome in stream:
                 row = outcome.row
                 if duplicates.skip and duplicates.is_skipped(label, row):
@@ -190,8 +189,8 @@ class Job:
         for index in range(self._index, len(self.inputs)):
             item = self.inputs[index]
             if index == self._index and self._current is not None:
-                if self._pooled is not None:
-                    for row, cells in self._pooled.leftovers():
+                if self._mapped is not None:
+                    for row, cells in self._mapped.leftovers():
                         yield item.label, row, cells
                 records: Iterator[Record] = self._current.records
             else:
@@ -199,26 +198,39 @@ class Job:
             for row, cells, _ in records:
                 yield item.label, row, cells
 
+    @property
+    def pool(self) -> MapPool:
+        if self._pool is None:
+            self._pool = MapPool(self.mappers, 0, encode=True)
+        return self._pool
+
     def start_workers(self, workers: int | None, encode: bool) -> None:
         """Map rows in worker processes (None: as many as suit this machine and input)."""
         if workers is None:
             small = sum(_size(item.path) for item in self.inputs) < AUTO_WORKERS_MIN_BYTES
             workers = 0 if small else default_workers(encode)
-        if workers > 0:
-            self.pool = MapPool(self.mappers, workers, encode)
+        self._pool = MapPool(self.mappers, workers, encode)
+
+    def remember_raw(self, unchanged: Unchanged | None) -> None:
+        """Fingerprint raw rows for the state; with ``unchanged``, skip rows whose cells
+        are those last delivered before mapping them."""
+        self.raw_checks = {
+            label: RawCheck(mapper, unchanged, __version__)
+            for label, mapper in self.mappers.items()
+        }
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def warnings(self) -> Counter[str]:
         """Soft-limit warnings from every mapper, wherever it ran."""
         found: Counter[str] = Counter()
         for mapper in self.mappers.values():
             found.update(mapper.warnings)
-        if self.pool is not None:
-            found.update(self.pool.warnings)
+        if self._pool is not None:
+            found.update(self._pool.warnings)
         return found
 
     def fraction(self) -> float | None:
@@ -311,6 +323,8 @@ def run_job(
             # Workers are forked before the event loop starts: forking a running loop
             # (and aiohttp's resolver threads) is not safe.
             job.start_workers(workers, encode=not options.dry_run)
+            if state is not None:
+                job.remember_raw(state.unchanged_raw if options.only_changed else None)
             return _run(job, options, outputs, state, duplicates, started, patterns)
         finally:
             job.close()
@@ -348,7 +362,8 @@ def _run(
     total = plan.rows or None
     progress = choose_progress(outputs.progress, total, log, outputs.progress_interval)
     runner = Runner(options, summary, failures, ledger=state, progress=progress)
-    skip = state.is_done if state is not None else _never
+    # Before a resume nothing is done: no per-row look-up at all.
+    skip = state.is_done if state is not None and state.has_done else None
     try:
         asyncio.run(_drive(runner, job.outcomes(skip, plan), job.rest(), job.fraction))
     finally:
@@ -424,7 +439,7 @@ def _plan(
     new = changed = unchanged = 0
     try:
         chunk: list[tuple[str, bytes]] = []
-        for outcome in job.outcomes(_never, plan):
+        for outcome in job.outcomes(None, plan):
             summary.rows_total += 1
             if outcome.mapped is None and outcome.stage == "skip":
                 summary.rows_valid += 1
@@ -530,7 +545,7 @@ def validate_job(
     writer = job.failure_writer(failures_path)
     job.start_workers(workers, encode=False)
     try:
-        for outcome in job.outcomes(_never, no_plan("all")):
+        for outcome in job.outcomes(None, no_plan("all")):
             summary.rows_total += 1
             if outcome.mapped is not None:
                 summary.rows_valid += 1
@@ -549,10 +564,6 @@ def validate_job(
     summary.failures_path = str(failures_path) if writer.count else None
     summary.duration_seconds = time.monotonic() - started
     return summary, job.descriptions
-
-
-def _never(label: str, row: int) -> bool:
-    return False
 
 
 def _status(code: str) -> str:

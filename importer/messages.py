@@ -254,10 +254,24 @@ class RowMapper:
         return plan
 
     def user_id_of(self, cells: Sequence[str]) -> str | None:
-        """The customUserId a row would get, or None when its id cell is unusable."""
-        problems: list[RowProblem] = []
-        value = self._value(self._user_id, cells, problems)
-        return None if problems or value is _MISSING or value is None else str(value)
+        """The customUserId a row would get, or None when its id cell is unusable.
+
+        Called for every row by the duplicate check and --only-changed, so it reads the
+        one cell directly rather than going through the row's whole plan.
+        """
+        _, index, convert, _, default, _ = self._user_id
+        text = cells[index] if index >= 0 else ""
+        if text:
+            text = text.strip(_TRIM)
+        if not text:
+            if default is None:
+                return None
+            text = default
+        try:
+            value = convert(text)
+        except ConversionError:
+            return None
+        return None if value is None else str(value)
 
     # --- the hot path -----------------------------------------------------------
 

@@ -1,10 +1,12 @@
-"""Mapping rows on every core.
+"""Mapping rows in chunks: in the main process, or on every core.
 
 Reading stays in the main process: it owns the file, the row numbers, resume and
-abort. Chunks of cells go to worker processes that run the compiled mapper and send
-back compact results — for a valid row its user id, time and content JSON (or nothing
-at all when only validating), for an invalid row its reasons. Results come back in
-input order, with a bounded number of chunks in flight, so memory stays flat.
+abort. Records are taken in chunks; a chunk may first be checked against the state
+(rows whose raw cells are exactly those last delivered need no mapping at all), then
+mapped — inline, or by worker processes that run the compiled mapper and send back
+compact results: for a valid row its user id, time and content JSON (or nothing at
+all when only validating), for an invalid row its reasons. Results come back in input
+order with a bounded number of chunks in flight, so memory stays flat.
 
 Workers are forked, so they inherit the mappers compiled for this run (generated code
 cannot be pickled) without re-reading the mapping; where fork is unavailable the
@@ -13,14 +15,15 @@ mapping runs in the main process instead.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import signal
 import sys
 from collections import Counter, deque
-from collections.abc import Iterator
-from multiprocessing.pool import AsyncResult, Pool
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.pool import Pool
+from typing import Any, Protocol
 
 from importer.messages import MappedRow, RowMapper
 
@@ -32,10 +35,14 @@ VALID = MappedRow("", 0, {})
 _MAPPERS: dict[str, RowMapper] = {}
 _ENCODE = True
 
-# Per row: (user id, time, content JSON) | None (valid, not materialised) |
-# [error text, (reason keys...)] for an invalid row.
-RowResult = tuple[str, int, str] | list[Any] | None
+Record = tuple[int, list[str], str | None]
+# Per row: a MappedRow (mapped here) | (user id, time, content JSON) (mapped by a
+# worker) | None (valid, not materialised) | [error text, (reason keys...)] (invalid).
+RowResult = MappedRow | tuple[str, int, str] | list[Any] | None
 ChunkResult = tuple[list[RowResult], dict[str, int]]
+# (user id, raw fingerprint) pairs -> the user ids whose last delivery had the same
+# raw fingerprint (see RawCheck).
+Unchanged = Callable[[Sequence[tuple[str, bytes]]], set[str]]
 
 
 def default_workers(encode: bool) -> int:
@@ -55,6 +62,7 @@ def _ignore_interrupts() -> None:
 
 
 def _map_chunk(label: str, rows: list[list[str]]) -> ChunkResult:
+    """Map rows in a worker; valid rows travel as content JSON, not objects."""
     mapper = _MAPPERS[label]
     map_row = mapper.map_row
     results: list[RowResult] = []
@@ -70,20 +78,37 @@ def _map_chunk(label: str, rows: list[list[str]]) -> ChunkResult:
     return results, warnings
 
 
+class _Pending(Protocol):
+    def get(self) -> ChunkResult: ...
+
+
+class _Done:
+    """A chunk mapped in the main process (quacks like AsyncResult)."""
+
+    def __init__(self, result: ChunkResult) -> None:
+        self._result = result
+
+    def get(self) -> ChunkResult:
+        return self._result
+
+
 class MapPool:
-    """Worker processes mapping chunks of rows; use as a context manager."""
+    """Maps chunks of rows: in worker processes, or inline when ``workers`` is 0."""
 
     def __init__(self, mappers: dict[str, RowMapper], workers: int, encode: bool) -> None:
         global _ENCODE
-        _MAPPERS.clear()
-        _MAPPERS.update(mappers)
-        _ENCODE = encode
+        self.mappers = mappers
         self.encode = encode
         self.warnings: Counter[str] = Counter()
-        self.depth = workers * 3
-        self._pool: Pool = multiprocessing.get_context("fork").Pool(
-            workers, initializer=_ignore_interrupts
-        )
+        self.depth = max(1, workers * 3)
+        self._pool: Pool | None = None
+        if workers > 0:
+            _MAPPERS.clear()
+            _MAPPERS.update(mappers)
+            _ENCODE = encode
+            self._pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=_ignore_interrupts
+            )
 
     def __enter__(self) -> MapPool:
         return self
@@ -93,39 +118,91 @@ class MapPool:
 
     def close(self) -> None:
         """Stop the workers (they hold nothing that needs saving)."""
-        self._pool.terminate()
-        self._pool.join()
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
-    def submit(self, label: str, rows: list[list[str]]) -> AsyncResult[ChunkResult]:
-        return self._pool.apply_async(_map_chunk, (label, rows))
+    def submit(self, label: str, rows: list[list[str]]) -> _Pending:
+        if self._pool is not None:
+            return self._pool.apply_async(_map_chunk, (label, rows))
+        mapper = self.mappers[label]
+        results: list[RowResult] = []
+        for cells in rows:
+            mapped = mapper.map_row(cells)
+            if isinstance(mapped, MappedRow):
+                results.append(mapped if self.encode else None)
+            else:
+                results.append(["; ".join(str(p) for p in mapped), tuple(p.key for p in mapped)])
+        warnings = dict(mapper.warnings)
+        mapper.warnings.clear()
+        return _Done((results, warnings))
 
 
-class PooledRecords:
-    """Records of one source mapped by a MapPool, in order.
+class RawCheck:
+    """Recognises rows whose cells are exactly those last delivered for their user.
 
-    Iterating yields ``(number, cells, problem, result)``. Records read ahead but not
-    yet yielded are kept, so that after an abort ``leftovers`` can account for them.
+    The raw fingerprint covers the importer version, the mapping and the header, so
+    equal cells can only map to equal content: such rows are skipped before any
+    mapping work, which is what keeps a nightly --only-changed pass fast.
+    """
+
+    def __init__(self, mapper: RowMapper, unchanged: Unchanged | None, version: str) -> None:
+        self._user_id_of = mapper.user_id_of
+        self._unchanged = unchanged
+        salt = "\x1e".join([version, mapper.mapping.fingerprint, *mapper.header])
+        self._salt = salt.encode() + b"\x1d"
+
+    def fingerprint(self, cells: list[str]) -> bytes:
+        return hashlib.blake2b(
+            self._salt + "\x1f".join(cells).encode("utf-8", "surrogatepass"), digest_size=8
+        ).digest()
+
+    def check(self, chunk: list[Record]) -> tuple[dict[int, bytes], set[int]]:
+        """Raw fingerprints of the readable rows, and which rows are unchanged."""
+        raw: dict[int, bytes] = {}
+        users: dict[int, str] = {}
+        for number, cells, problem in chunk:
+            if problem is None:
+                raw[number] = self.fingerprint(cells)
+                if self._unchanged is not None and (user := self._user_id_of(cells)):
+                    users[number] = user
+        if not users or self._unchanged is None:
+            return raw, set()
+        same = self._unchanged([(users[n], raw[n]) for n in users])
+        return raw, {n for n, user in users.items() if user in same}
+
+
+# One record after mapping: (number, cells, problem, result, raw fingerprint, unchanged)
+Mapped = tuple[int, list[str], str | None, RowResult, bytes, bool]
+
+
+class MappedRecords:
+    """Records of one source, mapped in chunks by a MapPool, in order.
+
+    Records read ahead but not yet yielded are kept, so that after an abort
+    ``leftovers`` can account for them.
     """
 
     def __init__(
         self,
-        records: Iterator[tuple[int, list[str], str | None]],
+        records: Iterator[Record],
         label: str,
         pool: MapPool,
-        skip: Any = None,
+        skip: Callable[[str, int], bool] | None = None,
+        raw_check: RawCheck | None = None,
     ) -> None:
         self._records = records
         self._label = label
         self._pool = pool
         self._skip = skip
-        self._pending: deque[
-            tuple[list[tuple[int, list[str], str | None]], AsyncResult[ChunkResult]]
-        ] = deque()
-        self._current: list[tuple[int, list[str], str | None]] = []
+        self._raw_check = raw_check
+        self._pending: deque[tuple[list[Record], _Pending, dict[int, bytes], set[int]]] = deque()
+        self._current: list[Record] = []
         self._position = 0
 
-    def _chunks(self) -> Iterator[list[tuple[int, list[str], str | None]]]:
-        chunk: list[tuple[int, list[str], str | None]] = []
+    def _chunks(self) -> Iterator[list[Record]]:
+        chunk: list[Record] = []
         skip, label = self._skip, self._label
         for record in self._records:
             if skip is not None and skip(label, record[0]):
@@ -137,7 +214,16 @@ class PooledRecords:
         if chunk:
             yield chunk
 
-    def __iter__(self) -> Iterator[tuple[int, list[str], str | None, RowResult]]:
+    def _submit(self, chunk: list[Record]) -> None:
+        raw: dict[int, bytes] = {}
+        unchanged: set[int] = set()
+        if self._raw_check is not None:
+            raw, unchanged = self._raw_check.check(chunk)
+        rows = [cells for number, cells, problem in chunk
+                if problem is None and number not in unchanged]  # fmt: skip
+        self._pending.append((chunk, self._pool.submit(self._label, rows), raw, unchanged))
+
+    def __iter__(self) -> Iterator[Mapped]:
         chunks = self._chunks()
         exhausted = False
         while True:
@@ -146,11 +232,10 @@ class PooledRecords:
                 if chunk is None:
                     exhausted = True
                     break
-                rows = [cells for _, cells, problem in chunk if problem is None]
-                self._pending.append((chunk, self._pool.submit(self._label, rows)))
+                self._submit(chunk)
             if not self._pending:
                 return
-            chunk, future = self._pending[0]
+            chunk, future, raw, unchanged = self._pending[0]
             results, warnings = future.get()
             self._pending.popleft()
             self._pool.warnings.update(warnings)
@@ -158,7 +243,12 @@ class PooledRecords:
             answers = iter(results)
             for number, cells, problem in chunk:
                 self._position += 1
-                yield number, cells, problem, (None if problem is not None else next(answers))
+                if problem is not None:
+                    yield number, cells, problem, None, b"", False
+                elif number in unchanged:
+                    yield number, cells, None, None, raw[number], True
+                else:
+                    yield number, cells, None, next(answers), raw.get(number, b""), False
             self._current = []
 
     def leftovers(self) -> Iterator[tuple[int, list[str]]]:
@@ -167,6 +257,6 @@ class PooledRecords:
             yield number, cells
         self._current = []
         while self._pending:
-            chunk, _ = self._pending.popleft()
+            chunk, *_ = self._pending.popleft()
             for number, cells, _ in chunk:
                 yield number, cells

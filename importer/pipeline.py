@@ -15,7 +15,7 @@ from pathlib import Path
 
 from importer.config import Mapping
 from importer.messages import MappedRow, RowMapper
-from importer.parallel import VALID, PooledRecords
+from importer.parallel import VALID, MappedRecords
 from importer.readers import Source, open_source
 
 
@@ -30,6 +30,10 @@ class Outcome:
     error: str = ""  # every reason, for the failure CSV
     keys: tuple[str, ...] = ()  # short reasons, for the summary's counts
     source: str = ""  # which input, when a run reads several
+    raw: bytes = b""  # fingerprint of the raw cells, when a state file keeps it
+
+
+UNCHANGED_REASON = "unchanged since the last run"
 
 
 def open_mapped(path: str | Path, mapping: Mapping) -> Source:
@@ -82,20 +86,24 @@ def outcomes(
             )
 
 
-def pooled_outcomes(pooled: PooledRecords, label: str = "") -> Iterator[Outcome]:
-    """Like ``outcomes``, with the mapping done by worker processes."""
-    for number, cells, problem, result in pooled:
+def mapped_outcomes(mapped: MappedRecords, label: str = "") -> Iterator[Outcome]:
+    """Like ``outcomes``, for records mapped in chunks (inline or by worker processes);
+    rows found unchanged since the last delivery come out as skipped, unmapped."""
+    for number, cells, problem, result, raw, unchanged in mapped:
         if problem is not None:
             yield Outcome(number, cells, None, "read", problem, (_read_key(problem),), label)
+        elif unchanged:
+            yield Outcome(number, cells, None, "skip", UNCHANGED_REASON, (), label, raw)
         elif result is None:
-            yield Outcome(number, cells, VALID, source=label)
+            yield Outcome(number, cells, VALID, source=label, raw=raw)
+        elif isinstance(result, MappedRow):
+            yield Outcome(number, cells, result, source=label, raw=raw)
         elif isinstance(result, tuple):
             user_id, moment, content = result
-            yield Outcome(
-                number, cells, MappedRow.from_content(user_id, moment, content), source=label
-            )
+            row = MappedRow.from_content(user_id, moment, content)
+            yield Outcome(number, cells, row, source=label, raw=raw)
         else:
-            yield Outcome(number, cells, None, "validate", result[0], result[1], label)
+            yield Outcome(number, cells, None, "validate", result[0], result[1], label, raw)
 
 
 def sample_rows(source: Source, size: int, seed: int = 0) -> list[list[str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gzip
 import io
 import os
@@ -536,29 +537,37 @@ def excel_cell_text(value: Any) -> str:
     0.1000000001); dates become ISO text (date-only when the time is midnight);
     booleans become true/false; empty cells become "".
     """
-    if value is None or value == "":
+    convert = _CELL_TEXT.get(type(value))
+    if convert is not None:
+        return convert(value)
+    if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e16:
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, datetime):
-        if value.time() == time(0):
-            return value.date().isoformat()
-        return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return str(value)
     return str(value)
+
+
+def _float_text(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+def _datetime_text(value: datetime) -> str:
+    if value.time() == time(0):
+        return value.date().isoformat()
+    return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+
+
+# By exact type: one dictionary look-up per cell instead of a chain of isinstance.
+_CELL_TEXT: dict[type, Callable[[Any], str]] = {
+    str: str,
+    float: _float_text,
+    int: str,
+    bool: lambda value: "true" if value else "false",
+    datetime: _datetime_text,
+    date: date.isoformat,
+    time: time.isoformat,
+    timedelta: str,
+}
 
 
 def list_sheets(path: str | Path) -> list[str]:
@@ -679,13 +688,28 @@ def _calamine_rows(
     file: Path, name: str, sheet: str | int | None
 ) -> tuple[Iterator[Any], str, int | None]:
     """Whole-sheet reader: fast (~60k rows/s) but holds the sheet in memory."""
+    info = file.stat()
+    data, chosen = _calamine_sheet(str(file.resolve()), info.st_mtime_ns, info.st_size, name, sheet)
+    return iter(data.iter_rows()), chosen, data.total_height
+
+
+@functools.lru_cache(maxsize=1)
+def _calamine_sheet(
+    path: str, mtime_ns: int, size: int, name: str, sheet: str | int | None
+) -> tuple[Any, str]:
+    """The loaded sheet, kept for the next open of the same unchanged file.
+
+    A run opens each input twice or three times (to check its header against the
+    mapping, to find duplicates, to read it); loading a big sheet is most of the cost
+    of reading it, so it happens once.
+    """
     import python_calamine as calamine
 
     try:
-        book = calamine.CalamineWorkbook.from_path(str(file))
+        book = calamine.CalamineWorkbook.from_path(path)
         names = [meta.name for meta in book.sheets_metadata if _is_worksheet(meta)]
         chosen = _pick_sheet(name, names or list(book.sheet_names), sheet)
-        data = book.get_sheet_by_name(chosen)
+        return book.get_sheet_by_name(chosen), chosen
     except SourceError:
         raise
     except calamine.PasswordError:
@@ -698,7 +722,6 @@ def _calamine_rows(
             f"this Excel file cannot be read ({type(exc).__name__}: {exc})",
             "Open it in Excel and save it again as .xlsx, or export it as CSV.",
         ) from None
-    return iter(data.iter_rows()), chosen, data.total_height
 
 
 def _is_worksheet(meta: Any) -> bool:

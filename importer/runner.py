@@ -25,7 +25,7 @@ from typing import Protocol
 
 from importer.delivery import Verdict, backoff_delay, classify, mask, parse_retry_after, shorten
 from importer.messages import content_fingerprint, encode_body
-from importer.pipeline import Outcome
+from importer.pipeline import UNCHANGED_REASON, Outcome
 from importer.progress import NoProgress, Progress, Snapshot
 from importer.report import FailureWriter, Summary
 from importer.transport import Transport, TransportError
@@ -69,6 +69,7 @@ class Item:
     user_id: str
     fingerprint: bytes
     source: str = ""
+    raw: bytes = b""
 
 
 class Ledger(Protocol):
@@ -78,7 +79,9 @@ class Ledger(Protocol):
 
     def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]: ...
 
-    def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None: ...
+    def record_sent(
+        self, source: str, row: int, user_id: str, fingerprint: bytes, raw: bytes
+    ) -> None: ...
 
     def record_failed(
         self, source: str, row: int, stage: str, error: str, cells: list[str], keys: Sequence[str]
@@ -98,7 +101,9 @@ class NoLedger:
     def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
         return set()
 
-    def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None:
+    def record_sent(
+        self, source: str, row: int, user_id: str, fingerprint: bytes, raw: bytes
+    ) -> None:
         pass
 
     def record_failed(
@@ -177,7 +182,7 @@ class Runner:
 
     def _sent(self, item: Item) -> None:
         self.summary.rows_sent += 1
-        self.ledger.record_sent(item.source, item.row, item.user_id, item.fingerprint)
+        self.ledger.record_sent(item.source, item.row, item.user_id, item.fingerprint, item.raw)
 
     def _skipped(self, source: str, row: int, reason: str) -> None:
         self.summary.rows_skipped += 1
@@ -271,13 +276,14 @@ class Runner:
                 continue
             summary.rows_valid += 1
             if mapped.user_id in unchanged:
-                self._skipped(source, row, "unchanged since the last run")
+                self._skipped(source, row, UNCHANGED_REASON)
             elif options.dry_run:
                 self._skipped(source, row, "dry run: would have been sent")
             else:
                 body, _ = encode_body(mapped)
+                fingerprint = fingerprints.get(index, b"")
                 item = Item(
-                    row, outcome.cells, body, mapped.user_id, fingerprints.get(index, b""), source
+                    row, outcome.cells, body, mapped.user_id, fingerprint, source, outcome.raw
                 )
                 try:
                     await queue.put(item)

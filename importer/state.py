@@ -10,8 +10,8 @@ One file (``--state PATH``, WAL mode, small transactions) remembers:
   finishes;
 - ``failures``: the current run's failed-for-good rows, so the failure CSV of a resumed
   run still lists the rows that failed before the crash;
-- ``delivered``: per customUserId, a fingerprint of the content last delivered (for
-  ``--only-changed``); kept across runs.
+- ``delivered``: per customUserId, fingerprints of the content last delivered and of
+  the row it came from (for ``--only-changed``); kept across runs.
 
 Rows are recorded as done only after Metrix answered for them, and written in batches:
 a crash loses at most the last batch, whose rows are sent again with the same message
@@ -40,7 +40,7 @@ from typing import IO, Any
 from importer.errors import ExitCode, ImporterError
 from importer.rowset import RowSet
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH_ROWS = 5000
 STAGE_NOT_SENT = "not_sent"
 # Status codes kept per done row (short, since there is one per row).
@@ -49,6 +49,8 @@ SKIP_REASONS = {
     SKIPPED_UNCHANGED: "unchanged since the last run",
     SKIPPED_DUPLICATE: "duplicate",
 }
+
+_SKIP_CODES = {text: code for code, text in SKIP_REASONS.items()}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,7 +84,8 @@ CREATE TABLE IF NOT EXISTS failures (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS delivered (
     user_id TEXT PRIMARY KEY,
-    fingerprint BLOB NOT NULL
+    fingerprint BLOB NOT NULL,        -- of the mapped content, time excluded
+    raw BLOB NOT NULL                 -- of the row's cells (with mapping and header)
 ) WITHOUT ROWID;
 """
 
@@ -170,7 +173,7 @@ class StateStore:
         self._done: dict[int, RowSet] = {}
         self._pending_done: list[tuple[int, int, int, str]] = []
         self._pending_failures: list[tuple[int, int, int, str, str, str, str]] = []
-        self._pending_delivered: list[tuple[str, bytes]] = []
+        self._pending_delivered: list[tuple[str, bytes, bytes]] = []
         self._last_commit = time.monotonic()
 
     # --- locking ----------------------------------------------------------------------
@@ -354,6 +357,11 @@ class StateStore:
             index = self._sources[label] = len(self._sources)
         return index
 
+    @property
+    def has_done(self) -> bool:
+        """Whether any row of this run is already finished (so there is anything to skip)."""
+        return bool(self._done)
+
     def is_done(self, source: str, row: int) -> bool:
         done = self._done.get(self._sources.get(source, -1))
         return done is not None and row in done
@@ -366,6 +374,13 @@ class StateStore:
 
     def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
         """The users among ``pairs`` whose last delivered content is the same (one query)."""
+        return self._same(pairs, "fingerprint")
+
+    def unchanged_raw(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        """The users among ``pairs`` last delivered from exactly the same raw row."""
+        return self._same(pairs, "raw")
+
+    def _same(self, pairs: Sequence[tuple[str, bytes]], column: str) -> set[str]:
         if not pairs:
             return set()
         wanted = dict(pairs)
@@ -374,17 +389,19 @@ class StateStore:
         for start in range(0, len(ids), 900):  # SQLite's host-parameter limit
             chunk = ids[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for user_id, fingerprint in self.db.execute(
-                f"SELECT user_id, fingerprint FROM delivered WHERE user_id IN ({marks})", chunk
+            for user_id, value in self.db.execute(
+                f"SELECT user_id, {column} FROM delivered WHERE user_id IN ({marks})", chunk
             ):
-                if wanted[user_id] == fingerprint:
+                if wanted[user_id] == value:
                     found.add(user_id)
         return found
 
-    def record_sent(self, source: str, row: int, user_id: str, fingerprint: bytes) -> None:
+    def record_sent(
+        self, source: str, row: int, user_id: str, fingerprint: bytes, raw: bytes
+    ) -> None:
         assert self.run is not None
         self._pending_done.append((self.run.run_id, self._source(source), row, SENT))
-        self._pending_delivered.append((user_id, fingerprint))
+        self._pending_delivered.append((user_id, fingerprint, raw))
         self._maybe_commit()
 
     def record_failed(
@@ -405,7 +422,7 @@ class StateStore:
 
     def record_skipped(self, source: str, row: int, reason: str) -> None:
         assert self.run is not None
-        code = next((c for c, text in SKIP_REASONS.items() if text == reason), SKIPPED_OTHER)
+        code = _SKIP_CODES.get(reason, SKIPPED_OTHER)
         self._pending_done.append((self.run.run_id, self._source(source), row, code))
         self._maybe_commit()
 
@@ -427,7 +444,7 @@ class StateStore:
             "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending_failures
         )
         self.db.executemany(
-            "INSERT OR REPLACE INTO delivered VALUES (?, ?)", self._pending_delivered
+            "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)", self._pending_delivered
         )
         self.db.execute(
             "UPDATE runs SET updated_at = ? WHERE id = ?",

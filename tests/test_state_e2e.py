@@ -269,3 +269,27 @@ def test_only_changed_needs_state(tmp_path: Path, flag: str) -> None:
     result = cli("run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, flag, "--dry-run", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "--only-changed needs --state" in result.stderr
+
+
+def test_only_changed_ignores_a_new_update_time_when_the_profile_is_the_same(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rows = list(customer_rows(50, seed=31, invalid_rate=0.0))
+    data = write_export(tmp_path / "export.csv", rows)
+    state = tmp_path / "state.db"
+    first = run_cli(
+        sandbox, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed"
+    )
+    assert first.returncode == 0, first.stderr
+    for row in rows[:10]:
+        row[HEADER.index("updated_at")] = "2025-06-01 10:00:00"  # re-exported, same content
+    rows[20][HEADER.index("city")] = "Kerman"  # really changed
+    write_export(data, rows)
+    again = run_cli(
+        sandbox, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed"
+    )
+    assert again.returncode == 0, again.stderr
+    result = summary(tmp_path)
+    assert (result["rows_sent"], result["rows_skipped"]) == (1, 49)
+    stored = sandbox.user(rows[20][0])
+    assert stored is not None and stored["profile"]["city"] == "Kerman"
