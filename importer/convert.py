@@ -90,7 +90,13 @@ def make_float(thousands: str | None = None) -> Converter:
     def to_float(text: str) -> float:
         # Plain ASCII goes straight to float(); only what float() would wrongly accept
         # (nan, inf, 1_000) or refuse needs the careful path.
-        if thousands is None and text.isascii() and "_" not in text:
+        if (
+            thousands is None
+            and text.isascii()
+            and "_" not in text
+            and text[:1] > " "  # float() would also accept surrounding whitespace
+            and text[-1:] > " "
+        ):
             try:
                 value = float(text)
             except ValueError:
