@@ -4,6 +4,7 @@ The real CLI against the real sandbox."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import openpyxl
@@ -25,7 +26,7 @@ ROWS = [
 ]
 
 
-def export(tmp_path: Path, rows: list[tuple[str, ...]] = ROWS, name: str = "crm.csv") -> Path:
+def export(tmp_path: Path, rows: Sequence[tuple[str, ...]] = ROWS, name: str = "crm.csv") -> Path:
     path = tmp_path / name
     path.write_text("id,email,t\n" + "".join(",".join(r) + "\n" for r in rows), encoding="utf-8")
     return path
