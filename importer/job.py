@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import logging
+import signal
 import sys
 import time
 from collections import Counter
@@ -367,6 +368,9 @@ def _run(
     try:
         asyncio.run(_drive(runner, job.outcomes(skip, plan), job.rest(), job.fraction))
     finally:
+        # The loop is over: what is left is writing the reports, a matter of
+        # milliseconds. A Ctrl-C now must not leave them half-written.
+        _hold_signals()
         progress.close()
         failures.close()
     summary.warnings.update(job.warnings())
@@ -564,6 +568,12 @@ def validate_job(
     summary.failures_path = str(failures_path) if writer.count else None
     summary.duration_seconds = time.monotonic() - started
     return summary, job.descriptions
+
+
+def _hold_signals() -> None:
+    """Ignore Ctrl-C and SIGTERM from here to the end of the process."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _status(code: str) -> str:

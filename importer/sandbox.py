@@ -474,7 +474,9 @@ class Store:
 
     async def flush(self) -> None:
         """Write everything buffered so far, and wait for earlier writes too."""
-        await self._submit_flush()
+        # Shielded: cancelling the flusher task at shutdown must not cancel a write
+        # still queued in the executor, or that batch (already answered 200) is lost.
+        await asyncio.shield(self._submit_flush())
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``query`` after every message accepted so far is in the database."""

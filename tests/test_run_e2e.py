@@ -306,3 +306,31 @@ def sent_rows(sb: Sandbox, data: Path) -> list[int]:
     with sqlite3.connect(sb.db_path) as db:
         users = [row[0] for row in db.execute("SELECT custom_user_id FROM messages")]
     return [int(user[1:]) for user in users]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_leaves_readable_files(tmp_path: Path) -> None:
+    # Requests take 4 s: after the first Ctrl-C the run would wait for those in flight.
+    sb = start_sandbox(tmp_path, "--latency-ms", "4000")
+    try:
+        env = {**os.environ, **credentials(sb)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m", str(SAMPLE_MAPPING),
+             "--no-progress", "--concurrency", "4", "--grace-seconds", "30",
+             "--failures", str(tmp_path / "failures.csv"),
+             "--summary-json", str(tmp_path / "summary.json")],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(2.0)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        second = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert time.monotonic() - second < 2.5  # not the requests' 4 s, nor the grace
+        assert "Traceback" not in err
+        assert process.returncode == 130
+        data = summary(tmp_path)  # readable, and it accounts for every row it read
+        assert data["rows_sent"] == len(stored_ids(sb))
+        assert len(failure_rows(tmp_path / "failures.csv")) == data["rows_failed"]
+    finally:
+        sb.stop()
