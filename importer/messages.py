@@ -134,6 +134,8 @@ class RowMapper:
         if problems:
             raise MappingError(mapping.path, problems)
         self.map_row = self._compile()
+        # Validation needs every check but none of the hashing, which cannot fail.
+        self.check_row = self._compile(checks_only=True)
         if len(custom) > SOFT_MAX_ATTRIBUTES:
             self.warnings[
                 f"{len(custom)} custom attributes per message; Metrix's SDKs cap events at "
@@ -308,7 +310,9 @@ class RowMapper:
             problems.append(RowProblem(spec.path, spec.column, text, exc.reason, exc.hint))
             return _MISSING
 
-    def _compile(self) -> Callable[[Sequence[str]], MappedRow | list[RowProblem]]:
+    def _compile(
+        self, checks_only: bool = False
+    ) -> Callable[[Sequence[str]], MappedRow | list[RowProblem]]:
         """Generate ``map_row`` for this mapping and header.
 
         The hot path runs once per cell of millions of rows; a function written out
@@ -383,7 +387,7 @@ class RowMapper:
             for item in items:
                 step(target, item, count)
                 count += 1
-        for name, index, from_field, spec in self._hashes:
+        for name, index, from_field, spec in [] if checks_only else self._hashes:
             if from_field is None:
                 lines += [f"    t = cells[{index}].strip(W).lower()", "    if t:",
                           f"        fields[{name!r}] = t"]  # fmt: skip

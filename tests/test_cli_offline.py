@@ -155,3 +155,14 @@ def test_worker_processes_give_exactly_the_same_results(tmp_path: Path) -> None:
         outputs[workers] = (summary, (tmp_path / f"f{workers}.csv").read_bytes())
     assert outputs["0"] == outputs["2"]
     assert outputs["0"][0]["rows_invalid"] > 50
+
+
+def test_cells_holding_the_packing_separators_still_reach_workers_intact() -> None:
+    from importer.parallel import _pack, _unpack
+
+    plain = [["a", "b"], ["", "c d"]]
+    assert isinstance(_pack(plain), str) and _unpack(_pack(plain)) == plain
+    tricky = [["a\x1fb", "c"], ["d\x1e", ""]]
+    assert _pack(tricky) == tricky and _unpack(_pack(tricky)) == tricky
+    assert _unpack(_pack([])) == []
+    assert _unpack(_pack([[""]])) == [[""]]

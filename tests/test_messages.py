@@ -248,3 +248,13 @@ def test_hashed_phone_is_the_hash_of_the_e164_form(phone_format: str, cell: str)
     assert isinstance(row, MappedRow)
     expected = hashlib.sha256(canonical_phone_for_hash(cell, "IR").encode()).hexdigest()
     assert row.fields["hashedPhoneNumber"] == expected
+
+
+@given(cells)
+def test_check_row_finds_exactly_the_problems_map_row_finds(row: list[str]) -> None:
+    compiled = mapper()
+    full, checked = compiled.map_row(row), compiled.check_row(row)
+    if isinstance(full, MappedRow):
+        assert isinstance(checked, MappedRow)
+    else:
+        assert checked == full
