@@ -18,9 +18,8 @@ import click
 from importer import __version__
 from importer.config import Mapping, load_mapping
 from importer.errors import ExitCode, ImporterError
-from importer.messages import RowMapper, encode_body
-from importer.pipeline import open_mapped, outcomes, run_start_millis
-from importer.readers import Source
+from importer.messages import encode_body
+from importer.pipeline import run_start_millis
 
 DEFAULT_ENDPOINT = "https://entry.metrix.ir/"
 
@@ -118,12 +117,6 @@ def configure(mapping_path: str, **overrides: Any) -> Mapping:
     )
 
 
-def prepare(source_path: str, mapping_path: str, **overrides: Any) -> tuple[Mapping, Source]:
-    """``configure``, then open the source with the result."""
-    mapping = configure(mapping_path, **overrides)
-    return mapping, open_mapped(source_path, mapping)
-
-
 def default_failures_path(source_path: str) -> Path:
     """``<source file name>.failures.csv`` in the current directory."""
     return Path(Path(source_path).name + ".failures.csv")
@@ -183,19 +176,24 @@ def validate(
 def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
     """Print the first request bodies exactly as they would be sent (JSON lines on
     stdout), then the first invalid rows and why (on stderr)."""
-    mapping, opened = prepare(source, mapping_path, **reader)
-    click.echo(f"Reading {opened.describe()}", err=True)
-    mapper = RowMapper(mapping, opened.header, run_start_millis())
+    from importer.duplicates import no_plan
+    from importer.job import Job, expand_inputs
+
+    mapping = configure(mapping_path, **reader)
+    job = Job(expand_inputs([source], mapping.source.sheet), mapping, run_start_millis())
+    for line in job.descriptions:
+        click.echo(f"Reading {line}", err=True)
     shown = 0
     invalid: list[str] = []
-    for outcome in outcomes(opened, mapper):
+    for outcome in job.outcomes(None, no_plan("all")):
         if outcome.mapped is not None:
             if shown < rows:
                 body, _ = encode_body(outcome.mapped)
                 click.echo(body.decode())
                 shown += 1
         elif len(invalid) < rows:
-            invalid.append(f"  row {outcome.row}: {outcome.error}")
+            where = f"{outcome.source}:{outcome.row}" if outcome.source else outcome.row
+            invalid.append(f"  row {where}: {outcome.error}")
         if shown >= rows and len(invalid) >= rows:
             break
     if invalid:

@@ -300,6 +300,11 @@ def run_job(
             "as duplicates. Add `time: {column: ...}` to the mapping, or use "
             "--duplicates last (the default)."
         )
+    if options.dry_run and state_path:
+        raise UsageProblem(
+            "--dry-run does not use --state (a dry run must not mark rows as done); "
+            "`metrix-import plan ... --state PATH` shows what a run would send"
+        )
     if options.only_changed and not state_path:
         raise UsageProblem(
             "--only-changed needs --state PATH: that file remembers what was delivered"

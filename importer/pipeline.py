@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from importer.config import Mapping
-from importer.messages import MappedRow, RowMapper
+from importer.messages import MappedRow
 from importer.parallel import VALID, MappedRecords
-from importer.readers import Source, open_source
+from importer.readers import Source
 
 
 @dataclass(slots=True)
@@ -36,59 +34,15 @@ class Outcome:
 UNCHANGED_REASON = "unchanged since the last run"
 
 
-def open_mapped(path: str | Path, mapping: Mapping) -> Source:
-    """Open ``path`` with the mapping's source options."""
-    options = mapping.source
-    return open_source(
-        path,
-        sheet=options.sheet,
-        encoding=options.encoding,
-        delimiter=options.delimiter,
-        header_row=options.header_row,
-    )
-
-
 def run_start_millis() -> int:
     """The run's start time in epoch ms: the default message ``time``, fixed once per run."""
     return time.time_ns() // 1_000_000
 
 
-def outcomes(
-    source: Source,
-    mapper: RowMapper,
-    label: str = "",
-    skip: Callable[[str, int], bool] | None = None,
-) -> Iterator[Outcome]:
-    """Every data row of ``source`` as an Outcome, in file order.
-
-    Rows for which ``skip(label, row)`` is true (done before a resume) are passed over
-    before any mapping work.
-    """
-    map_row = mapper.map_row
-    for number, cells, problem in source.records:
-        if skip is not None and skip(label, number):
-            continue
-        if problem is not None:
-            yield Outcome(number, cells, None, "read", problem, (_read_key(problem),), label)
-            continue
-        result = map_row(cells)
-        if isinstance(result, MappedRow):
-            yield Outcome(number, cells, result, source=label)
-        else:
-            yield Outcome(
-                number,
-                cells,
-                None,
-                "validate",
-                "; ".join(str(p) for p in result),
-                tuple(p.key for p in result),
-                label,
-            )
-
-
 def mapped_outcomes(mapped: MappedRecords, label: str = "") -> Iterator[Outcome]:
-    """Like ``outcomes``, for records mapped in chunks (inline or by worker processes);
-    rows found unchanged since the last delivery come out as skipped, unmapped."""
+    """Every data row as an Outcome, in file order, from records mapped in chunks
+    (inline or by worker processes). Rows found unchanged since the last delivery come
+    out as skipped, unmapped; it never raises for a bad row."""
     for number, cells, problem, result, raw, unchanged in mapped:
         if problem is not None:
             yield Outcome(number, cells, None, "read", problem, (_read_key(problem),), label)

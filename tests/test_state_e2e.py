@@ -293,3 +293,12 @@ def test_only_changed_ignores_a_new_update_time_when_the_profile_is_the_same(
     assert (result["rows_sent"], result["rows_skipped"]) == (1, 49)
     stored = sandbox.user(rows[20][0])
     assert stored is not None and stored["profile"]["city"] == "Kerman"
+
+
+def test_a_dry_run_never_touches_the_state(tmp_path: Path) -> None:
+    env = {"METRIX_APP_ID": "a", "METRIX_API_KEY": "k"}
+    result = cli("run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--dry-run", "--state",
+                 tmp_path / "state.db", env=env, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert "plan" in result.stderr
+    assert not (tmp_path / "state.db").exists()
