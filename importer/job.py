@@ -122,14 +122,6 @@ class Job:
             log.info("reading %s", source.describe())
             _close(source)
 
-    @property
-    def labels(self) -> list[str]:
-        return [item.label for item in self.inputs]
-
-    @property
-    def several(self) -> bool:
-        return len(self.inputs) > 1 and any(item.label for item in self.inputs)
-
     def open(self, item: Input) -> Source:
         options = self.mapping.source
         return open_source(
