@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -46,8 +47,16 @@ class BarProgress:
         from tqdm import tqdm
 
         self._known_total = total_rows
+        # A terminal that reports a size of 0x0 (some ptys and CI consoles) would get no
+        # bar at all: tqdm hides bars below the screen's last row.
+        size = shutil.get_terminal_size((100, 24))
         self._bar: Any = tqdm(
-            total=total_rows, unit=" rows", file=sys.stderr, dynamic_ncols=True, smoothing=0.1
+            total=total_rows,
+            unit=" rows",
+            file=sys.stderr,
+            ncols=size.columns or 100,
+            nrows=size.lines or 24,
+            smoothing=0.1,
         )
 
     def update(self, snapshot: Snapshot) -> None:
