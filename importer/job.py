@@ -108,6 +108,7 @@ class Job:
         self._current: Source | None = None  # the input being read
         self._mapped: MappedRecords | None = None  # its records, as they are mapped
         self._index = 0
+        self._duplicates: DuplicatePlan | None = None
         self._pool: MapPool | None = None
         self.raw_checks: dict[str, RawCheck] = {}
         for item in inputs:
@@ -153,6 +154,7 @@ class Job:
         self, skip: Callable[[str, int], bool] | None, duplicates: DuplicatePlan
     ) -> Iterator[Outcome]:
         """Every row of every input, in order; duplicates are marked, not mapped."""
+        self._duplicates = duplicates
         for index, item in enumerate(self.inputs):
             source = self.open(item)
             self._index, self._current = index, source
@@ -177,19 +179,22 @@ class Job:
             self.blank_rows += source.stats.blank_rows
         self._index, self._current = len(self.inputs), None
 
-    def rest(self) -> Iterator[tuple[str, int, list[str]]]:
-        """After an abort: the unread rows of the current input, then every later one."""
+    def rest(self) -> Iterator[tuple[str, int, list[str], str]]:
+        """After an abort: the unread rows of the current input, then every later one,
+        each with the reason it would be skipped anyway ("" when it would be sent)."""
+        plan = self._duplicates
         for index in range(self._index, len(self.inputs)):
             item = self.inputs[index]
+            label = item.label
             if index == self._index and self._current is not None:
                 if self._mapped is not None:
                     for row, cells in self._mapped.leftovers():
-                        yield item.label, row, cells
+                        yield label, row, cells, _skip_reason(plan, label, row)
                 records: Iterator[Record] = self._current.records
             else:
                 records = self.open(item).records
             for row, cells, _ in records:
-                yield item.label, row, cells
+                yield label, row, cells, _skip_reason(plan, label, row)
 
     @property
     def pool(self) -> MapPool:
@@ -252,6 +257,10 @@ class Job:
             plan.rows, time.monotonic() - started, plan.duplicate_users,
         )  # fmt: skip
         return plan
+
+
+def _skip_reason(plan: DuplicatePlan | None, label: str, row: int) -> str:
+    return DUPLICATE_REASON if plan is not None and plan.is_skipped(label, row) else ""
 
 
 # Below this much input, starting worker processes costs more than it saves.
@@ -584,7 +593,7 @@ def _encoding(job: Job) -> str | None:
 async def _drive(
     runner: Runner,
     stream: Iterator[Outcome],
-    rest: Iterator[tuple[str, int, list[str]]],
+    rest: Iterator[tuple[str, int, list[str], str]],
     fraction: Callable[[], float | None],
 ) -> None:
     install_signal_handlers(asyncio.get_running_loop(), runner)

@@ -277,39 +277,6 @@ class RowMapper:
 
     # --- the hot path -----------------------------------------------------------
 
-    def _value(self, step: _Step, cells: Sequence[str], problems: list[RowProblem]) -> Any:
-        key, index, convert, required, default, spec = step
-        if index < 0:
-            return convert("")
-        text = cells[index]
-        if text:
-            text = text.strip(_TRIM)
-        if not text:
-            if default is not None:
-                text = default
-            elif required:
-                problems.append(
-                    RowProblem(
-                        spec.path,
-                        spec.column,
-                        "",
-                        "is empty",
-                        "Every row needs a customer id."
-                        if spec.kind == "id"
-                        else "This column is marked `required: true`; fill it in.",
-                    )
-                )
-                return _MISSING
-            elif self._null_empty and key != "time":
-                return None
-            else:
-                return _MISSING
-        try:
-            return convert(text)
-        except ConversionError as exc:
-            problems.append(RowProblem(spec.path, spec.column, text, exc.reason, exc.hint))
-            return _MISSING
-
     def _compile(
         self, checks_only: bool = False
     ) -> Callable[[Sequence[str]], MappedRow | list[RowProblem]]:

@@ -86,15 +86,23 @@ def _unpack(rows: str | list[list[str]]) -> list[list[str]]:
 
 def _map_chunk(label: str, packed: str | list[list[str]]) -> ChunkResult:
     """Map rows in a worker; valid rows travel as content JSON, not objects."""
-    rows = _unpack(packed)
-    mapper = _MAPPERS[label]
-    map_row = mapper.map_row if _ENCODE else mapper.check_row
+    return _map_rows(_MAPPERS[label], _unpack(packed), _ENCODE, as_objects=False)
+
+
+def _map_rows(
+    mapper: RowMapper, rows: list[list[str]], encode: bool, as_objects: bool
+) -> ChunkResult:
+    """Map rows: MappedRow objects (inline) or compact tuples (to cross a process)."""
+    map_row = mapper.map_row if encode else mapper.check_row
     results: list[RowResult] = []
     append = results.append
     for cells in rows:
         mapped = map_row(cells)
         if isinstance(mapped, MappedRow):
-            append((mapped.user_id, mapped.time, mapped.content) if _ENCODE else None)
+            if not encode:
+                append(None)
+            else:
+                append(mapped if as_objects else (mapped.user_id, mapped.time, mapped.content))
         else:
             append(["; ".join(str(p) for p in mapped), tuple(p.key for p in mapped)])
     warnings = dict(mapper.warnings)
@@ -117,7 +125,8 @@ class _Done:
 
 
 class MapPool:
-    """Maps chunks of rows: in worker processes, or inline when ``workers`` is 0."""
+    """Maps chunks of rows: in worker processes, or inline when ``workers`` is 0.
+    ``close`` stops the workers."""
 
     def __init__(self, mappers: dict[str, RowMapper], workers: int, encode: bool) -> None:
         global _ENCODE
@@ -134,12 +143,6 @@ class MapPool:
                 workers, initializer=_ignore_interrupts
             )
 
-    def __enter__(self) -> MapPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Stop the workers (they hold nothing that needs saving)."""
         if self._pool is not None:
@@ -150,18 +153,7 @@ class MapPool:
     def submit(self, label: str, rows: list[list[str]]) -> _Pending:
         if self._pool is not None:
             return self._pool.apply_async(_map_chunk, (label, _pack(rows)))
-        mapper = self.mappers[label]
-        map_row = mapper.map_row if self.encode else mapper.check_row
-        results: list[RowResult] = []
-        for cells in rows:
-            mapped = map_row(cells)
-            if isinstance(mapped, MappedRow):
-                results.append(mapped if self.encode else None)
-            else:
-                results.append(["; ".join(str(p) for p in mapped), tuple(p.key for p in mapped)])
-        warnings = dict(mapper.warnings)
-        mapper.warnings.clear()
-        return _Done((results, warnings))
+        return _Done(_map_rows(self.mappers[label], rows, self.encode, as_objects=True))
 
 
 class RawCheck:

@@ -16,6 +16,7 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -369,6 +370,9 @@ def _fast_records(
                 return None
             except csv.Error:
                 return first_line + seen, number
+            except _DAMAGED as exc:
+                yield number + 1, [], _damaged(first_line + seen, exc)
+                return None
             used = reader.line_num - seen
             if used != 1 or _DECODE_ERRORS[0] != errors_before:
                 return first_line + seen, number
@@ -385,6 +389,18 @@ def _fast_records(
                 yield number, row, _width_problem(first_line + seen - 1, len(row), width)
     finally:
         raw.close()
+
+
+# What a truncated or corrupt compressed file raises part-way through.
+_DAMAGED = (OSError, EOFError, zlib.error)
+
+
+def _damaged(line: int, exc: BaseException) -> str:
+    return (
+        f"line {line}: the file is damaged or cut short from here on "
+        f"({type(exc).__name__}: {exc}); the rows after this point could not be read. "
+        "Export or copy the file again"
+    )
 
 
 def _width_problem(line: int, found: int, width: int) -> str:
@@ -415,6 +431,9 @@ def _careful_records(dialect: _Dialect, first_line: int, number: int) -> Iterato
             try:
                 row = next(reader)
             except StopIteration:
+                return
+            except _DAMAGED as exc:
+                yield number + 1, [], _damaged(start, exc)
                 return
             except csv.Error as exc:
                 number += 1

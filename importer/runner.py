@@ -14,6 +14,7 @@ was sent is always the whole input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
@@ -27,12 +28,11 @@ from importer.delivery import Verdict, backoff_delay, classify, mask, parse_retr
 from importer.messages import content_fingerprint, encode_body
 from importer.pipeline import UNCHANGED_REASON, Outcome
 from importer.progress import NoProgress, Progress, Snapshot
-from importer.report import FailureWriter, Summary
+from importer.report import STAGE_NOT_SENT, FailureWriter, Summary
 from importer.transport import Transport, TransportError
 
 log = logging.getLogger("metrix_importer")
 
-STAGE_NOT_SENT = "not_sent"
 STAGE_SEND = "send"
 
 
@@ -167,6 +167,8 @@ class Runner:
         self._next_slot = 0.0
         self._workers: list[asyncio.Task[None]] = []
         self._producer: asyncio.Task[None] | None = None
+        self._interrupted = False
+        self.failure: BaseException | None = None  # an unexpected error in a task
         # Fingerprints are only worth computing when a state file keeps them.
         self.remembers = not isinstance(self.ledger, NoLedger)
 
@@ -209,7 +211,7 @@ class Runner:
     async def run(
         self,
         outcomes: Iterable[Outcome],
-        rest: Iterator[tuple[str, int, list[str]]],
+        rest: Iterator[tuple[str, int, list[str], str]],
         fraction: Callable[[], float | None] | None = None,
     ) -> None:
         """Send every valid outcome; after an abort, account for ``rest`` as not sent."""
@@ -233,6 +235,8 @@ class Runner:
                 raise error
         if self.abort is not None and not self.hard_stop:
             await self._drain(rest)
+        if self.failure is not None:
+            raise self.failure
 
     async def _produce(
         self, outcomes: Iterable[Outcome], queue: asyncio.Queue[Item | None]
@@ -288,8 +292,17 @@ class Runner:
                 try:
                     await queue.put(item)
                 except asyncio.CancelledError:
-                    self._not_sent(item, self.abort.reason if self.abort else "run stopped")
+                    reason = self.abort.reason if self.abort else "run stopped"
+                    self._not_sent(item, reason)
+                    self._not_sent_rest(chunk[index + 1 :], reason)
                     raise
+
+    def _not_sent_rest(self, outcomes: list[Outcome], reason: str) -> None:
+        """Rows already read when a hard stop cut their chunk short."""
+        keys = (f"not sent: {reason}",)
+        for outcome in outcomes:
+            self.summary.rows_total += 1
+            self._failed(outcome.source, outcome.row, STAGE_NOT_SENT, reason, outcome.cells, keys)
 
     async def _finish_workers(self, queue: asyncio.Queue[Item | None]) -> None:
         if self.abort is not None:
@@ -317,17 +330,21 @@ class Runner:
             if queued is not None:
                 self._not_sent(queued, reason)
 
-    async def _drain(self, rest: Iterator[tuple[str, int, list[str]]]) -> None:
-        """After an abort, every row not yet read goes to the failure CSV unsent."""
+    async def _drain(self, rest: Iterator[tuple[str, int, list[str], str]]) -> None:
+        """After an abort, every row not yet read goes to the failure CSV unsent (or
+        is skipped, when the duplicates policy would have skipped it anyway)."""
         assert self.abort is not None
         reason = self.abort.reason
         keys = (f"not sent: {reason}",)
         count = 0
-        for source, row, cells in rest:
+        for source, row, cells, skip_reason in rest:
             if self.ledger.is_done(source, row):
                 continue
             self.summary.rows_total += 1
-            self._failed(source, row, STAGE_NOT_SENT, reason, cells, keys)
+            if skip_reason:
+                self._skipped(source, row, skip_reason)
+            else:
+                self._failed(source, row, STAGE_NOT_SENT, reason, cells, keys)
             count += 1
             if count % 2000 == 0:
                 await asyncio.sleep(0)
@@ -337,10 +354,20 @@ class Runner:
     async def _tick(self, fraction: Callable[[], float | None] | None) -> None:
         while True:
             await asyncio.sleep(self.options.progress_interval)
-            self.progress.update(self.snapshot(fraction() if fraction else None))
-            self.ledger.checkpoint()
-            self.failures.flush()
-            self._check_outage()
+            try:
+                self.progress.update(self.snapshot(fraction() if fraction else None))
+                self.ledger.checkpoint()
+                self.failures.flush()
+                self._check_outage()
+            except Exception as exc:  # e.g. a full disk: stop the run, do not hang
+                self._fail(exc)
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        """An unexpected error in a task: stop the run and re-raise it at the end."""
+        if self.failure is None:
+            self.failure = exc
+        self._trigger_abort(Aborted(f"the run stopped on an error ({exc})", "error"))
 
     # --- sending --------------------------------------------------------------------
 
@@ -359,6 +386,10 @@ class Runner:
                 # makes sending it again safe, so it is reported as not sent.
                 self._not_sent(item, self.abort.reason if self.abort else "run stopped")
                 raise
+            except Exception as exc:  # e.g. the state file's disk is full
+                self._fail(exc)
+                with contextlib.suppress(Exception):
+                    self._not_sent(item, self.abort.reason if self.abort else "run stopped")
 
     async def _deliver(self, item: Item) -> None:
         retried = False
@@ -428,8 +459,9 @@ class Runner:
                 self._pause_until = max(self._pause_until, time.monotonic() + wait)
         self._mark_failure()
         if attempt > options.max_retries:
+            # Not delivered is not rejected: a resumed run or the failure file tries again.
             self._failed(
-                item.source, item.row, STAGE_SEND,
+                item.source, item.row, STAGE_NOT_SENT,
                 f"not delivered after {attempt} attempts (last: {problem}); "
                 "re-run the failure file to try again",
                 item.cells, (f"not delivered after retries ({problem})",),
@@ -482,13 +514,15 @@ class Runner:
         self._stop_reading.set()
 
     def interrupt(self) -> None:
-        """Ctrl-C / SIGTERM: first stop gently, the second time stop now."""
-        if self.abort is not None and self.abort.code == "interrupted":
+        """Ctrl-C / SIGTERM: first stop gently, the second time stop now (also when the
+        run was already stopping for another reason)."""
+        if self._interrupted:
             self.hard_stop = True
             for task in [*self._workers, self._producer]:
                 if task is not None:
                     task.cancel()
             return
+        self._interrupted = True
         self._trigger_abort(Aborted("the run was interrupted", "interrupted"))
 
 

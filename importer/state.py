@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,11 +37,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from importer.errors import ExitCode, ImporterError
+from importer.report import STAGE_NOT_SENT
 from importer.rowset import RowSet
 
 SCHEMA_VERSION = 2
 BATCH_ROWS = 5000
-STAGE_NOT_SENT = "not_sent"
 # Status codes kept per done row (short, since there is one per row).
 SENT, FAILED, SKIPPED_UNCHANGED, SKIPPED_DUPLICATE, SKIPPED_OTHER = "s", "f", "u", "d", "k"
 SKIP_REASONS = {
@@ -174,7 +173,6 @@ class StateStore:
         self._pending_done: list[tuple[int, int, int, str]] = []
         self._pending_failures: list[tuple[int, int, int, str, str, str, str]] = []
         self._pending_delivered: list[tuple[str, bytes, bytes]] = []
-        self._last_commit = time.monotonic()
 
     # --- locking ----------------------------------------------------------------------
 
@@ -366,12 +364,6 @@ class StateStore:
         done = self._done.get(self._sources.get(source, -1))
         return done is not None and row in done
 
-    def is_unchanged(self, user_id: str, fingerprint: bytes) -> bool:
-        found = self.db.execute(
-            "SELECT fingerprint FROM delivered WHERE user_id = ?", (user_id,)
-        ).fetchone()
-        return found is not None and found[0] == fingerprint
-
     def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
         """The users among ``pairs`` whose last delivered content is the same (one query)."""
         return self._same(pairs, "fingerprint")
@@ -381,20 +373,12 @@ class StateStore:
         return self._same(pairs, "raw")
 
     def _same(self, pairs: Sequence[tuple[str, bytes]], column: str) -> set[str]:
-        if not pairs:
-            return set()
         wanted = dict(pairs)
-        found: set[str] = set()
-        ids = list(wanted)
-        for start in range(0, len(ids), 900):  # SQLite's host-parameter limit
-            chunk = ids[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for user_id, value in self.db.execute(
-                f"SELECT user_id, {column} FROM delivered WHERE user_id IN ({marks})", chunk
-            ):
-                if wanted[user_id] == value:
-                    found.add(user_id)
-        return found
+        return {
+            user
+            for user, value in stored_values(self.db, list(wanted), column)
+            if wanted[user] == value
+        }
 
     def record_sent(
         self, source: str, row: int, user_id: str, fingerprint: bytes, raw: bytes
@@ -432,10 +416,8 @@ class StateStore:
 
     def checkpoint(self, force: bool = False) -> None:
         """Commit pending records in one transaction (called about once a second)."""
-        if not (self._pending_done or self._pending_delivered) and not force:
-            return
-        if not (self._pending_done or self._pending_delivered or self._pending_failures):
-            return
+        if not (self._pending_done or self._pending_delivered):
+            return  # failures are always pending together with their done rows
         self.db.execute("BEGIN")
         self.db.executemany(
             "INSERT OR REPLACE INTO row_done VALUES (?, ?, ?, ?)", self._pending_done
@@ -454,7 +436,18 @@ class StateStore:
         self._pending_done.clear()
         self._pending_failures.clear()
         self._pending_delivered.clear()
-        self._last_commit = time.monotonic()
+
+
+def stored_values(
+    db: sqlite3.Connection, user_ids: list[str], column: str
+) -> Iterator[tuple[str, bytes]]:
+    """(user id, ``column``) of the delivered users among ``user_ids``, in batches."""
+    for start in range(0, len(user_ids), 900):  # SQLite's host-parameter limit
+        chunk = user_ids[start : start + 900]
+        marks = ",".join("?" * len(chunk))
+        yield from db.execute(
+            f"SELECT user_id, {column} FROM delivered WHERE user_id IN ({marks})", chunk
+        )
 
 
 def describe_state(path: str | Path) -> str:
@@ -513,14 +506,8 @@ class StateReader:
         if self.db is None or not pairs:
             return unchanged, changed
         wanted = dict(pairs)
-        ids = list(wanted)
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for user_id, fingerprint in self.db.execute(
-                f"SELECT user_id, fingerprint FROM delivered WHERE user_id IN ({marks})", chunk
-            ):
-                (unchanged if wanted[user_id] == fingerprint else changed).add(user_id)
+        for user_id, fingerprint in stored_values(self.db, list(wanted), "fingerprint"):
+            (unchanged if wanted[user_id] == fingerprint else changed).add(user_id)
         return unchanged, changed
 
     def close(self) -> None:
