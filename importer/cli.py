@@ -76,7 +76,9 @@ def source_options(command: F) -> F:
             type=click.Path(dir_okay=False),
             help="The column-mapping YAML file.",
         ),
-        click.option("--sheet", help="Excel sheet: a name or a 0-based index (default: first)."),
+        click.option(
+            "--sheet", help="Excel sheet: a name, a 0-based index, or all (default: the first)."
+        ),
         click.option("--encoding", help="auto (default) or a codec name such as windows-1256."),
         click.option("--delimiter", help="auto (default), ',', ';', 'tab' or '|'."),
         click.option(
@@ -204,10 +206,8 @@ def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
 
 
 def send_options(command: F) -> F:
-    """Endpoint, pacing, duplicates and state, shared by run and plan."""
+    """Pacing, duplicates and state, shared by run and plan."""
     options = [
-        click.option("--endpoint", envvar="METRIX_ENDPOINT", default=DEFAULT_ENDPOINT,
-                     show_default=True, help="Metrix entry URL [env METRIX_ENDPOINT]."),
         click.option("--concurrency", "-c", default=16, show_default=True,
                      type=click.IntRange(1, 512),
                      help="Requests in flight at once. Metrix publishes no limit; 16-64 is "
@@ -231,6 +231,13 @@ def send_options(command: F) -> F:
 @click.argument("sources", nargs=-1, required=True)
 @source_options
 @send_options
+@click.option(
+    "--endpoint",
+    envvar="METRIX_ENDPOINT",
+    default=DEFAULT_ENDPOINT,
+    show_default=True,
+    help="Metrix entry URL [env METRIX_ENDPOINT].",
+)
 @click.option("--app-id", envvar="METRIX_APP_ID", help="Application id [env METRIX_APP_ID].")
 @click.option(
     "--api-key",
@@ -372,7 +379,6 @@ def run(
 def plan(
     sources: tuple[str, ...],
     mapping_path: str,
-    endpoint: str,
     concurrency: int,
     rate: float | None,
     duplicates: str,
@@ -407,7 +413,7 @@ def plan(
     type=click.Path(dir_okay=False),
     help="Write the draft here (default: print it).",
 )
-@click.option("--sheet", help="Excel sheet: a name or a 0-based index (default: first).")
+@click.option("--sheet", help="Excel sheet: a name, a 0-based index, or all (default: the first).")
 @click.option("--encoding", default="auto", help="auto (default) or a codec name.")
 @click.option("--delimiter", default="auto", help="auto (default), ',', ';', 'tab' or '|'.")
 @click.option("--header-row", default=1, type=click.IntRange(min=1), help="1-based header row.")
