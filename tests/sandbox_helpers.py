@@ -182,7 +182,7 @@ def _option(args: tuple[str, ...], name: str) -> str | None:
 
 def sandbox_command(*args: str) -> list[str]:
     """The argv that runs the sandbox CLI with this interpreter."""
-    return [sys.executable, "-m", "importer.cli_sandbox", *args]
+    return [sys.executable, "-m", "importer.sandbox", *args]
 
 
 def sandbox_env() -> dict[str, str]:
@@ -194,7 +194,7 @@ def sandbox_env() -> dict[str, str]:
 
 
 def start_sandbox(tmp_path: Path, *extra_args: str) -> Sandbox:
-    """Start ``importer.cli_sandbox`` on 127.0.0.1, port 0, and wait for its ready line.
+    """Start ``python -m importer.sandbox`` on 127.0.0.1, port 0, and wait for its ready line.
 
     ``--db`` defaults to a new file under ``tmp_path``; any CLI flag can be added in
     ``extra_args`` (``--app-id``/``--api-key``/``--db`` given there are honoured).

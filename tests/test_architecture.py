@@ -1,44 +1,118 @@
-"""The pure core imports no edge library and no edge module (see README, Design)."""
+"""The folders of ``importer/`` are its architecture; this test keeps them honest.
+
+Rules, by folder (see README, Design):
+
+- ``core``: the standard library (less its I/O and concurrency modules), yaml,
+  ``importer.core`` and ``importer.errors``. Nothing else.
+- ``edges``: may use the core, never ``engine``, ``cli`` or ``sandbox``.
+- ``engine``: may use core and edges, never ``cli`` or ``sandbox``.
+- ``sandbox``: a second program; only ``importer.errors`` and itself.
+- ``errors``: imports nothing of the importer.
+
+A new module is checked by where it sits, with no list to keep up to date.
+"""
 
 from __future__ import annotations
 
 import ast
+import shutil
+import sys
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "importer"
-CORE = ["config", "convert", "jalali", "phone", "messages", "delivery", "infer"]
-EDGE_LIBRARIES = {
-    "aiohttp", "click", "tqdm", "sqlite3", "openpyxl", "python_calamine", "pandas", "csv",
-    "socket", "asyncio", "multiprocessing", "subprocess", "urllib",
+
+# Standard-library modules that touch the outside world: the core must not use them.
+IMPURE_STDLIB = {
+    "asyncio", "csv", "sqlite3", "socket", "ssl", "subprocess", "multiprocessing",
+    "threading", "concurrent", "signal", "urllib", "http", "logging", "tempfile",
+    "shutil", "fcntl", "gzip", "zipfile",
 }  # fmt: skip
-EDGE_MODULES = {
-    "importer.readers", "importer.transport", "importer.state", "importer.report",
-    "importer.cli", "importer.cli_sandbox", "importer.runner", "importer.job",
-    "importer.parallel", "importer.progress", "importer.sandbox", "importer.duplicates",
-    "importer.pipeline", "importer.demo",
-}  # fmt: skip
+CORE_THIRD_PARTY = {"yaml"}
+
+FORBIDDEN_INTERNAL = {
+    "core": ("importer.engine", "importer.edges", "importer.cli", "importer.sandbox"),
+    "edges": ("importer.engine", "importer.cli", "importer.sandbox"),
+    "engine": ("importer.cli", "importer.sandbox"),
+}
 
 
-def imported_names(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "importer":  # `from importer import core` names a package
+                names.update(f"importer.{alias.name}" for alias in node.names)
+            else:
+                names.add(node.module)
     return names
 
 
-@pytest.mark.parametrize("module", CORE)
-def test_core_module_imports_no_edge(module: str) -> None:
-    names = imported_names(module)
-    libraries = {name.split(".")[0] for name in names} & EDGE_LIBRARIES
-    modules = names & EDGE_MODULES
-    assert not libraries and not modules, f"importer.{module} imports {libraries | modules}"
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
 
 
-def test_the_check_would_notice() -> None:
-    assert "asyncio" in {n.split(".")[0] for n in imported_names("runner")}
+def _core_may_import(name: str) -> bool:
+    top = name.split(".")[0]
+    if top == "importer":
+        return _within(name, "importer.core") or _within(name, "importer.errors")
+    if top in CORE_THIRD_PARTY:
+        return True
+    return top in sys.stdlib_module_names and top not in IMPURE_STDLIB
+
+
+def violations(package: Path) -> list[str]:
+    """Every import in ``package`` that breaks the folder rules, as readable lines."""
+    found: set[str] = set()
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        layer = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        where = f"importer/{relative.as_posix()}"
+        for name in sorted(imports_of(path)):
+            top = name.split(".")[0]
+            if layer == "core" and not _core_may_import(name):
+                found.add(f"{where}: core imports {name}")
+            elif layer == "sandbox":
+                if top == "importer" and not (
+                    _within(name, "importer.sandbox") or _within(name, "importer.errors")
+                ):
+                    found.add(f"{where}: the sandbox imports {name}")
+            elif layer == "errors" and top == "importer":
+                found.add(f"{where}: errors imports {name}")
+            for prefix in FORBIDDEN_INTERNAL.get(layer, ()):
+                if _within(name, prefix):
+                    found.add(f"{where}: {layer} imports {name}")
+    return sorted(found)
+
+
+def test_the_package_follows_its_folders() -> None:
+    assert violations(PACKAGE) == []
+
+
+def test_every_module_sits_in_a_known_folder() -> None:
+    layers = {"core", "engine", "edges", "cli", "sandbox"}
+    top_modules = {"__init__", "__main__", "errors", "demo"}
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        if len(relative.parts) == 1:
+            assert relative.stem in top_modules, f"importer/{relative} belongs in a folder"
+        else:
+            assert relative.parts[0] in layers, f"importer/{relative}: unknown folder"
+
+
+def test_the_check_notices_planted_violations(tmp_path: Path) -> None:
+    planted = tmp_path / "importer"
+    shutil.copytree(PACKAGE, planted, ignore=shutil.ignore_patterns("__pycache__"))
+    (planted / "core" / "planted_io.py").write_text("import sqlite3\nimport aiohttp\n")
+    (planted / "edges" / "planted_up.py").write_text("from importer.engine import job\n")
+    (planted / "sandbox" / "planted.py").write_text("from importer.core import config\n")
+    (planted / "core" / "planted_pkg.py").write_text("from importer import edges\n")
+    assert violations(planted) == [
+        "importer/core/planted_io.py: core imports aiohttp",
+        "importer/core/planted_io.py: core imports sqlite3",
+        "importer/core/planted_pkg.py: core imports importer.edges",
+        "importer/edges/planted_up.py: edges imports importer.engine",
+        "importer/sandbox/planted.py: the sandbox imports importer.core",
+    ]

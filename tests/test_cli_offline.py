@@ -158,7 +158,7 @@ def test_worker_processes_give_exactly_the_same_results(tmp_path: Path) -> None:
 
 
 def test_cells_holding_the_packing_separators_still_reach_workers_intact() -> None:
-    from importer.parallel import _pack, _unpack
+    from importer.engine.parallel import _pack, _unpack
 
     plain = [["a", "b"], ["", "c d"]]
     assert isinstance(_pack(plain), str) and _unpack(_pack(plain)) == plain

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from importer.config import load_mapping, parse_mapping
+from importer.core.config import load_mapping, parse_mapping
 from importer.errors import MappingError
 
 

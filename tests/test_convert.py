@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from importer import convert as cv
+from importer.core import convert as cv
 from importer.errors import ConversionError
 
 TEHRAN = cv.get_timezone("Asia/Tehran")

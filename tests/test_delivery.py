@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from importer.delivery import Verdict, backoff_delay, classify, mask, parse_retry_after, shorten
+from importer.core.delivery import (
+    Verdict,
+    backoff_delay,
+    classify,
+    mask,
+    parse_retry_after,
+    shorten,
+)
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from importer.config import STANDARD_FIELDS, Mapping, parse_mapping
-from importer.infer import Draft, draft_mapping
-from importer.messages import MappedRow, RowMapper
-from importer.readers import make_header
+from importer.core.config import STANDARD_FIELDS, Mapping, parse_mapping
+from importer.core.infer import Draft, draft_mapping
+from importer.core.messages import MappedRow, RowMapper
+from importer.edges.readers import make_header
 
 
 def compiled(draft: Draft, header: list[str]) -> tuple[Mapping, RowMapper]:

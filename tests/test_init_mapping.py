@@ -7,7 +7,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from importer.config import load_mapping
+from importer.core.config import load_mapping
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_XLSX, assert_no_traceback, cli
 
 

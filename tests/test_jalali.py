@@ -1,4 +1,4 @@
-"""Tests for importer.jalali: known dates, invalid dates and calendar properties."""
+"""Tests for importer.core.jalali: known dates, invalid dates and calendar properties."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from importer.errors import ConversionError
-from importer.jalali import (
+from importer.core.jalali import (
     MAX_YEAR,
     MIN_YEAR,
     gregorian_to_jalali,
@@ -18,6 +17,7 @@ from importer.jalali import (
     jalali_month_length,
     jalali_to_gregorian,
 )
+from importer.errors import ConversionError
 
 # Each pair was checked against the Iranian rule (Nowruz is the day of the March
 # equinox if it falls before noon Tehran time, else the next day) or a well-known date.

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from importer.config import parse_mapping
-from importer.errors import MappingError
-from importer.messages import (
+from importer.core.config import parse_mapping
+from importer.core.messages import (
     MESSAGE_ID_NAMESPACE,
     MappedRow,
     RowMapper,
@@ -22,6 +21,7 @@ from importer.messages import (
     encode_body,
     message_id,
 )
+from importer.errors import MappingError
 
 RUN_TIME = 1_700_000_000_000
 HEADER = ["id", "first", "mail", "mobile", "sex", "dob", "tier", "spent", "vip", "prefs", "seen"]
@@ -238,7 +238,7 @@ def test_body_without_fields_is_still_valid_json() -> None:
     st.from_regex(r"(\+98 ?|0098|98|0)?9[0-9]{2}[ -]?[0-9]{3}[ -]?[0-9]{4}", fullmatch=True),
 )
 def test_hashed_phone_is_the_hash_of_the_e164_form(phone_format: str, cell: str) -> None:
-    from importer.phone import canonical_phone_for_hash
+    from importer.core.phone import canonical_phone_for_hash
 
     text = (
         f"user_id: id\nfields: {{phoneNumber: {{column: p, phone_format: {phone_format}, "

@@ -1,4 +1,4 @@
-"""Tests for importer.phone: examples per region, rejections and properties."""
+"""Tests for importer.core.phone: examples per region, rejections and properties."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from importer.errors import ConversionError
-from importer.phone import (
+from importer.core.phone import (
     REGIONS,
     SUPPORTED_REGIONS,
     Region,
     canonical_phone_for_hash,
     normalize_phone,
 )
+from importer.errors import ConversionError
 
 IR_MOBILE_INPUTS = [
     "+98 912 112 2333",

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from importer.cli import friendly_errors
-from importer.progress import BarProgress, LogProgress, NoProgress, Snapshot, choose_progress
+from importer.edges.progress import BarProgress, LogProgress, NoProgress, Snapshot, choose_progress
 from tests.cli_helpers import ROOT, SAMPLE_CSV, SAMPLE_MAPPING, cli
 from tests.e2e import credentials
 from tests.sandbox_helpers import start_sandbox

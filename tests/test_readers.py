@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from importer.errors import SourceError
-from importer.readers import (
+from importer.edges.readers import (
     detect_encoding,
     excel_cell_text,
     make_header,
     open_source,
     sniff_delimiter,
 )
+from importer.errors import SourceError
 
 # Windows-1256 has Arabic yeh (ي), not Persian yeh (ی): legacy exports use it.
 PERSIAN = "نام,شهر\nعلي,تهران\nژاله,گرگان\nپريسا,چالوس\n"
@@ -280,7 +280,7 @@ def test_failure_csv_read_back_drops_report_columns_and_restores_cells(tmp_path:
 
 
 def _careful_only(path: Path) -> list[tuple[int, list[str], str | None]]:
-    from importer import readers
+    from importer.edges import readers
 
     source = open_source(path, encoding="utf-8", delimiter=",")
     dialect = readers._Dialect(

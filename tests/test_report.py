@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from importer.readers import open_source
-from importer.report import FailureWriter, Summary, neutralize, restore
+from importer.edges.readers import open_source
+from importer.edges.report import FailureWriter, Summary, neutralize, restore
 
 
 @given(st.text())

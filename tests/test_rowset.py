@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from importer.rowset import RowSet
+from importer.core.rowset import RowSet
 
 
 @given(

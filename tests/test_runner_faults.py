@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.datagen import write_csv
-from importer.messages import MappedRow
-from importer.pipeline import Outcome
-from importer.report import FailureWriter, Summary
-from importer.runner import NoLedger, Runner, RunOptions
-from importer.transport import Response
+from importer.core.messages import MappedRow
+from importer.edges.report import FailureWriter, Summary
+from importer.edges.transport import Response
+from importer.engine.pipeline import Outcome
+from importer.engine.runner import NoLedger, Runner, RunOptions
 from tests.cli_helpers import SAMPLE_MAPPING, cli
 from tests.e2e import failure_rows, run_cli, stored_ids, summary
 from tests.sandbox_helpers import start_sandbox

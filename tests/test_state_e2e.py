@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.datagen import HEADER, customer_rows
-from importer.state import StateStore
+from importer.edges.state import StateStore
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, assert_no_traceback, cli
 from tests.e2e import credentials, expected_ids, failure_rows, run_cli, stored_ids, summary
 from tests.sandbox_helpers import Sandbox, start_sandbox
@@ -83,8 +83,8 @@ def test_sigkill_at_ten_random_points_then_resume_delivers_everything_exactly_on
 
 def failures_expected(rows: list[list[str]]) -> list[bool]:
     """Which rows the mapping rejects."""
-    from importer.config import load_mapping
-    from importer.messages import MappedRow, RowMapper
+    from importer.core.config import load_mapping
+    from importer.core.messages import MappedRow, RowMapper
 
     mapper = RowMapper(load_mapping(SAMPLE_MAPPING), HEADER, 0)
     return [not isinstance(mapper.map_row(row), MappedRow) for row in rows]

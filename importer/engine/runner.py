@@ -24,12 +24,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from importer.delivery import Verdict, backoff_delay, classify, mask, parse_retry_after, shorten
-from importer.messages import content_fingerprint, encode_body
-from importer.pipeline import UNCHANGED_REASON, Outcome
-from importer.progress import NoProgress, Progress, Snapshot
-from importer.report import STAGE_NOT_SENT, FailureWriter, Summary
-from importer.transport import Transport, TransportError
+from importer.core.delivery import (
+    Verdict,
+    backoff_delay,
+    classify,
+    mask,
+    parse_retry_after,
+    shorten,
+)
+from importer.core.messages import content_fingerprint, encode_body
+from importer.edges.progress import NoProgress, Progress, Snapshot
+from importer.edges.report import STAGE_NOT_SENT, FailureWriter, Summary
+from importer.edges.transport import Transport, TransportError
+from importer.engine.pipeline import UNCHANGED_REASON, Outcome
 
 log = logging.getLogger("metrix_importer")
 
@@ -73,7 +80,7 @@ class Item:
 
 
 class Ledger(Protocol):
-    """Durable bookkeeping for resume and --only-changed (see importer.state)."""
+    """Durable bookkeeping for resume and --only-changed (see importer.edges.state)."""
 
     def is_done(self, source: str, row: int) -> bool: ...
 

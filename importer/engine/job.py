@@ -15,19 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from importer import __version__
-from importer.config import Mapping
-from importer.delivery import mask
-from importer.duplicates import DUPLICATE_REASON, DuplicatePlan, id_stream, no_plan, plan_duplicates
+from importer.core.config import Mapping
+from importer.core.delivery import mask
+from importer.core.messages import RowMapper, content_fingerprint
+from importer.edges.duplicates import (
+    DUPLICATE_REASON,
+    DuplicatePlan,
+    id_stream,
+    no_plan,
+    plan_duplicates,
+)
+from importer.edges.progress import choose_progress
+from importer.edges.readers import Record, Source, list_sheets, open_source
+from importer.edges.report import FailureWriter, Summary
+from importer.edges.state import StateReader, StateStore, input_fingerprint
+from importer.edges.transport import HttpTransport
+from importer.engine.parallel import MappedRecords, MapPool, RawCheck, Unchanged, default_workers
+from importer.engine.pipeline import Outcome, mapped_outcomes, run_start_millis
+from importer.engine.runner import Runner, RunOptions, install_signal_handlers
 from importer.errors import ExitCode, ImporterError, SourceError
-from importer.messages import RowMapper, content_fingerprint
-from importer.parallel import MappedRecords, MapPool, RawCheck, Unchanged, default_workers
-from importer.pipeline import Outcome, mapped_outcomes, run_start_millis
-from importer.progress import choose_progress
-from importer.readers import Record, Source, list_sheets, open_source
-from importer.report import FailureWriter, Summary
-from importer.runner import Runner, RunOptions, install_signal_handlers
-from importer.state import StateReader, StateStore, input_fingerprint
-from importer.transport import HttpTransport
 
 log = logging.getLogger("metrix_importer")
 

@@ -5,7 +5,7 @@ module decides which column is the customer id, which columns are standard Metri
 fields, which are ready-made hashes and what type every other column has, and writes
 all of it as commented YAML.
 
-Every guess is tested with the importer's own converters (``importer.convert``), so
+Every guess is tested with the importer's own converters (``importer.core.convert``), so
 a type or format written here is one that ``validate`` and ``run`` accept for every
 sampled cell. Where the sample cannot decide, the line is marked ``CHECK`` and the
 reason is repeated in ``Draft.notes``.
@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from importer import convert as cv
-from importer.phone import REGIONS, normalize_phone
+from importer.core import convert as cv
+from importer.core.phone import REGIONS, normalize_phone
 
 __all__ = ["Draft", "draft_mapping"]
 
@@ -792,7 +792,7 @@ def _choose_id(cols: Sequence[_Col], rows: int, out: _Writer) -> tuple[_Col | No
     return col, out.line(f"user_id: {_q(col.name)}", "", "user_id", check)
 
 
-def draft_mapping(
+def draft_mapping(  # noqa: C901
     header: list[str],
     rows: list[list[str]],
     *,

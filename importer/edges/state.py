@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from importer.core.rowset import RowSet
+from importer.edges.report import STAGE_NOT_SENT
 from importer.errors import ExitCode, ImporterError
-from importer.report import STAGE_NOT_SENT
-from importer.rowset import RowSet
 
 SCHEMA_VERSION = 2
 BATCH_ROWS = 5000

@@ -1,6 +1,6 @@
 """A local, Metrix-compatible HTTP server for demos, end-to-end tests and rehearsals.
 
-Run it with ``metrix-import sandbox`` (or ``python -m importer.cli_sandbox``). It speaks
+Run it with ``metrix-import sandbox`` (or ``python -m importer.sandbox``). It speaks
 the contract in ``metrix-api.md``: ``POST /`` with ``X-Application-Id`` / ``X-API-Key``
 headers and a JSON body ``{"customUserId": ..., "messages": [...]}``.
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from importer.rowset import RowSet
+from importer.core.rowset import RowSet
 
 POLICIES = ("last", "first", "all", "error")
 DUPLICATE_REASON = "duplicate"

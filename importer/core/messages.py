@@ -15,10 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from importer import convert as cv
-from importer.config import DATE_KINDS, FieldSpec, Mapping
+from importer.core import convert as cv
+from importer.core.config import DATE_KINDS, FieldSpec, Mapping
+from importer.core.phone import REGIONS, canonical_phone_for_hash
 from importer.errors import ConversionError, MappingError, MappingProblem
-from importer.phone import REGIONS, canonical_phone_for_hash
 
 # Columns the importer adds to a failure CSV; they are never data (see report.py).
 REPORT_COLUMNS = ("_row", "_stage", "_error", "_source")

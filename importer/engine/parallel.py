@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.pool import Pool
 from typing import Any, Protocol
 
-from importer.messages import MappedRow, RowMapper
+from importer.core.messages import MappedRow, RowMapper
 
 CHUNK_ROWS = 1000
 # A valid row when only validating: nothing of it is needed beyond "valid".

@@ -1,7 +1,7 @@
 """HTTP to Metrix with aiohttp: one keep-alive session, bounded connections, timeouts.
 
 The only module that imports aiohttp's client. It sends bytes and reports what came
-back; deciding what that means is importer.delivery's job.
+back; deciding what that means is importer.core.delivery's job.
 """
 
 from __future__ import annotations

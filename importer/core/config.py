@@ -17,15 +17,15 @@ from typing import Any
 
 import yaml
 
-from importer.convert import (
+from importer.core.convert import (
     NAMED_FORMATS,
     TRANSFORMS,
     WHITESPACE,
     get_timezone,
     jalali_pattern_ok,
 )
+from importer.core.phone import SUPPORTED_REGIONS
 from importer.errors import MappingError, MappingProblem
-from importer.phone import SUPPORTED_REGIONS
 
 # Standard Metrix user fields and how each is converted.
 STANDARD_FIELDS: dict[str, str] = {
@@ -410,7 +410,7 @@ class _Checker:
             timezone=zone,
         )
 
-    def spec(self, path: str, raw: Any, kind: str) -> FieldSpec | None:
+    def spec(self, path: str, raw: Any, kind: str) -> FieldSpec | None:  # noqa: C901
         if isinstance(raw, str | int | float) and not isinstance(raw, bool):
             raw = {"column": raw}
         if not isinstance(raw, dict):

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from importer.messages import MappedRow
-from importer.parallel import VALID, MappedRecords
-from importer.readers import Source
+from importer.core.messages import MappedRow
+from importer.edges.readers import Source
+from importer.engine.parallel import VALID, MappedRecords
 
 
 @dataclass(slots=True)

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import click
 
 from importer import __version__
-from importer.config import Mapping, load_mapping
+from importer.core.config import Mapping, load_mapping
+from importer.core.messages import encode_body
+from importer.engine.pipeline import run_start_millis
 from importer.errors import ExitCode, ImporterError
-from importer.messages import encode_body
-from importer.pipeline import run_start_millis
 
 DEFAULT_ENDPOINT = "https://entry.metrix.ir/"
 
@@ -103,7 +103,7 @@ def workers_option(command: F) -> F:
 
 def configure(mapping_path: str, **overrides: Any) -> Mapping:
     """Load the mapping (all problems at once) and apply the CLI's reader overrides."""
-    from importer.config import DELIMITERS, delimiter_problem, encoding_problem
+    from importer.core.config import DELIMITERS, delimiter_problem, encoding_problem
 
     mapping = load_mapping(mapping_path)
     encoding, delimiter = overrides.get("encoding"), overrides.get("delimiter")
@@ -150,7 +150,7 @@ def validate(
     **reader: Any,
 ) -> None:
     """Read and map every row of SOURCE without sending anything."""
-    from importer.job import validate_job
+    from importer.engine.job import validate_job
 
     mapping = configure(mapping_path, **reader)
     failure_path = Path(failures) if failures else default_failures_path(source)
@@ -178,8 +178,8 @@ def validate(
 def preview(source: str, mapping_path: str, rows: int, **reader: Any) -> None:
     """Print the first request bodies exactly as they would be sent (JSON lines on
     stdout), then the first invalid rows and why (on stderr)."""
-    from importer.duplicates import no_plan
-    from importer.job import Job, expand_inputs
+    from importer.edges.duplicates import no_plan
+    from importer.engine.job import Job, expand_inputs
 
     mapping = configure(mapping_path, **reader)
     job = Job(expand_inputs([source], mapping.source.sheet), mapping, run_start_millis())
@@ -319,9 +319,9 @@ def run(
 ) -> None:
     """Send every valid row of SOURCES (files or quoted globs) to Metrix, one user per
     request. Several sources form one run with one summary and one failure CSV."""
-    from importer.job import Outputs, run_job, setup_logging
-    from importer.runner import RunOptions
-    from importer.transport import check_endpoint
+    from importer.edges.transport import check_endpoint
+    from importer.engine.job import Outputs, run_job, setup_logging
+    from importer.engine.runner import RunOptions
 
     secret = api_key or ""
     setup_logging(verbose, log_file, secret, progress_bar=not no_progress and sys.stderr.isatty())
@@ -391,7 +391,7 @@ def plan(
     """Before a big migration: read SOURCES once and say what a run would do (rows,
     invalid, duplicates, new/changed/unchanged users) and how long it would take.
     Sends nothing."""
-    from importer.job import plan_job, setup_logging
+    from importer.engine.job import plan_job, setup_logging
 
     setup_logging(False, None, "", progress_bar=True)
     mapping = configure(mapping_path, **reader)
@@ -437,10 +437,10 @@ def init_mapping(
     force: bool,
 ) -> None:
     """Draft a commented mapping for SOURCE from its header and a sample of its rows."""
-    from importer.config import DELIMITERS, delimiter_problem, encoding_problem
-    from importer.infer import draft_mapping
-    from importer.pipeline import sample_rows
-    from importer.readers import open_source
+    from importer.core.config import DELIMITERS, delimiter_problem, encoding_problem
+    from importer.core.infer import draft_mapping
+    from importer.edges.readers import open_source
+    from importer.engine.pipeline import sample_rows
 
     if problem := encoding_problem(encoding) or delimiter_problem(delimiter):
         raise click.UsageError(problem)
@@ -493,7 +493,7 @@ def _with_reader_options(
     text: str, encoding: str | None, delimiter: str | None, header_row: int
 ) -> str:
     """The draft with the reader options the user had to give (so validate needs none)."""
-    from importer.config import DELIMITERS
+    from importer.core.config import DELIMITERS
 
     extra = ""
     if encoding:
@@ -510,13 +510,13 @@ def _with_reader_options(
 @friendly_errors
 def state_command(path: str) -> None:
     """Show what a --state file holds: runs, sources, counts, and whether one can resume."""
-    from importer.state import describe_state
+    from importer.edges.state import describe_state
 
     click.echo(describe_state(path))
 
 
 def _register_sandbox() -> None:
-    from importer.cli_sandbox import sandbox
+    from importer.sandbox.cli import sandbox
 
     main.add_command(sandbox)
 

@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from importer.core.jalali import jalali_to_gregorian
+from importer.core.phone import normalize_phone
 from importer.errors import ConversionError
-from importer.jalali import jalali_to_gregorian
-from importer.phone import normalize_phone
 
 Converter = Callable[[str], Any]
 
@@ -232,7 +232,7 @@ def to_email(text: str) -> str:
 
 
 def make_phone(fmt: str, region: str | None) -> Converter:
-    """Phone numbers in ``keep``, ``national`` or ``e164`` form (see importer.phone)."""
+    """Phone numbers in ``keep``, ``national`` or ``e164`` form (see importer.core.phone)."""
 
     def to_phone(text: str) -> str:
         return normalize_phone(text, fmt, region)

@@ -1,6 +1,6 @@
-"""``metrix-import sandbox``: run the local Metrix-compatible server (see importer.sandbox).
+"""``metrix-import sandbox``: run the local Metrix-compatible server (see importer.sandbox.server).
 
-Also runs stand-alone: ``python -m importer.cli_sandbox --port 0``.
+Also runs stand-alone: ``python -m importer.sandbox --port 0``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from importer.sandbox import (
+from importer.sandbox.server import (
     DEFAULT_API_KEY,
     DEFAULT_APP_ID,
     DEFAULT_HOST,

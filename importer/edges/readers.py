@@ -24,10 +24,10 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
 
-from importer.convert import WHITESPACE
+from importer.core.convert import WHITESPACE
+from importer.core.messages import REPORT_COLUMNS
+from importer.edges.report import restore
 from importer.errors import SourceError
-from importer.messages import REPORT_COLUMNS
-from importer.report import restore
 
 # (data row number, cells, read problem or None). Data rows are numbered from 1 after
 # the header; blank rows take a number too, so the number plus the header's row is the

@@ -1,0 +1,1 @@
+"""Edges: each module is the only home of one outside library (csv, sqlite3, aiohttp, tqdm)."""

@@ -1,0 +1,1 @@
+"""A run: wires the edges around the core, owns concurrency and the row accounting."""

@@ -1,0 +1,1 @@
+"""The local Metrix-compatible sandbox: a second program, importing only importer.errors."""

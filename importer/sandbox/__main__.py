@@ -1,0 +1,3 @@
+from importer.sandbox.cli import sandbox
+
+sandbox()
