@@ -25,6 +25,7 @@ test: $(VENV)/.dev-installed
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check importer tests benchmarks
+	$(BIN)/ruff format --check importer tests benchmarks
 	$(BIN)/mypy
 
 bench: $(VENV)/.dev-installed
