@@ -123,6 +123,18 @@ def _not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--rate-limit", type=_PerSecond(), default=None, help="Requests/s beyond which POST gets 429."
 )
 @click.option(
+    "--no-retry-after",
+    is_flag=True,
+    default=False,
+    help="Answer --rate-limit's 429s without a Retry-After header.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Process at most N POSTs at once (latency included); the rest queue.",
+)
+@click.option(
     "--drop-rate",
     type=_Probability(),
     default=0.0,
@@ -151,6 +163,8 @@ def sandbox(
     latency_ms: tuple[float, float] | None,
     fail_rate: float,
     rate_limit: float | None,
+    no_retry_after: bool,
+    capacity: int | None,
     drop_rate: float,
     reject_key_after: int | None,
     seed: int | None,
@@ -173,6 +187,8 @@ def sandbox(
             drop_rate=drop_rate,
             reject_key_after=reject_key_after,
             seed=seed,
+            capacity=capacity,
+            retry_after=not no_retry_after,
         )
         run(SandboxConfig(host, port, db, app_id, api_key, faults))
     except SandboxError as exc:

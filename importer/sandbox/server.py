@@ -47,11 +47,15 @@ same faults on every run; without ``--seed`` a random seed is chosen and shown)
     Checked in this order: latency (sleep first), ``--reject-key-after N`` (the first N
     POST requests received are served normally, every later one gets 403), credentials
     (403), ``--rate-limit R`` (token bucket of R requests/s with a burst of R; beyond it
-    429 with ``Retry-After`` in whole seconds), ``--fail-rate P`` (500 or 503, nothing
+    429 with ``Retry-After`` in whole seconds, or none with ``--no-retry-after``),
+    ``--fail-rate P`` (500 or 503, nothing
     stored), then the request is processed, and finally ``--drop-rate P``: the request
     has been read *and processed* (a valid message *is stored*), then the connection is
     closed without an answer. Storing before dropping is deliberate: it is the case
     where a client cannot know the message arrived, and must rely on message ids.
+    ``--capacity N`` processes N POSTs at once (their latency included) and queues the
+    rest, so latency grows with load as on a saturated server; ``latency_ms`` in the
+    stats (p50, p95 of the last 10,000 POSTs) includes that queueing.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -130,11 +134,14 @@ class Faults:
     drop_rate: float = 0.0
     reject_key_after: int | None = None
     seed: int | None = None
+    capacity: int | None = None
+    retry_after: bool = True
 
     @property
     def enabled(self) -> bool:
         return (
-            self.latency_ms is not None
+            self.capacity is not None
+            or self.latency_ms is not None
             or self.fail_rate > 0
             or self.rate_limit is not None
             or self.drop_rate > 0
@@ -153,8 +160,12 @@ class Faults:
             parts.append(f"latency={shown}ms")
         if self.fail_rate > 0:
             parts.append(f"fail-rate={_num(self.fail_rate)}")
+        if self.capacity is not None:
+            parts.append(f"capacity={self.capacity}")
         if self.rate_limit is not None:
             parts.append(f"rate-limit={_num(self.rate_limit)}/s")
+            if not self.retry_after:
+                parts.append("no-retry-after")
         if self.drop_rate > 0:
             parts.append(f"drop-rate={_num(self.drop_rate)}")
         if self.reject_key_after is not None:
@@ -538,6 +549,16 @@ class _TokenBucket:
         return max(1, math.ceil((1.0 - self.tokens) / self.rate))
 
 
+def _latency_summary(latencies: Iterable[float]) -> dict[str, float | None]:
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"p50": None, "p95": None}
+    return {
+        name: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+        for name, q in (("p50", 0.5), ("p95", 0.95))
+    }
+
+
 def _json_body(obj: object) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode()
 
@@ -571,6 +592,11 @@ class SandboxServer:
         self.duplicates = 0
         self.dropped = 0
         self.responses_by_status: Counter[int] = Counter()
+        # Time from a POST's arrival to its answer, queueing for --capacity included.
+        self.latencies: deque[float] = deque(maxlen=10_000)
+        self.processing = 0
+        self.processing_peak = 0
+        self._capacity = asyncio.Semaphore(faults.capacity) if faults.capacity is not None else None
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -589,6 +615,24 @@ class SandboxServer:
         )
 
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
+        arrived = time.monotonic()
+        try:
+            if self._capacity is None:
+                return await self._serve_processing(request)
+            async with self._capacity:
+                return await self._serve_processing(request)
+        finally:
+            self.latencies.append(time.monotonic() - arrived)
+
+    async def _serve_processing(self, request: web.Request) -> web.StreamResponse:
+        self.processing += 1
+        self.processing_peak = max(self.processing_peak, self.processing)
+        try:
+            return await self._serve_post(request)
+        finally:
+            self.processing -= 1
+
+    async def _serve_post(self, request: web.Request) -> web.StreamResponse:
         index = self.requests
         self.requests += 1
         faults = self._faults
@@ -613,7 +657,8 @@ class SandboxServer:
         ):
             return self._answer(403, _FORBIDDEN)
         if self._bucket is not None and (retry_after := self._bucket.take()) is not None:
-            return self._answer(429, _RATE_LIMITED, {"Retry-After": str(retry_after)})
+            retry = {"Retry-After": str(retry_after)} if faults.retry_after else None
+            return self._answer(429, _RATE_LIMITED, retry)
         if fail_status:
             return self._answer(fail_status, _INJECTED)
 
@@ -666,6 +711,8 @@ class SandboxServer:
                 str(status): count for status, count in sorted(self.responses_by_status.items())
             },
             "dropped": self.dropped,
+            "latency_ms": _latency_summary(self.latencies),
+            "processing_peak": self.processing_peak,
         }
 
     async def handle_stats(self, request: web.Request) -> web.StreamResponse:
