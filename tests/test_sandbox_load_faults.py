@@ -39,5 +39,6 @@ def test_stats_show_server_side_latency(tmp_path: Path) -> None:
     with start_sandbox(tmp_path) as sb:
         assert sb.stats()["latency_ms"] == {"p50": None, "p95": None}
         sb.post(envelope("u", user_message()))
-        latency = sb.stats()["latency_ms"]
-        assert latency["p50"] is not None and latency["p50"] >= 0
+        stats = sb.stats()
+        assert stats["latency_ms"]["p50"] is not None and stats["latency_ms"]["p50"] >= 0
+        assert stats["write_errors"] == 0 and stats["users"] == 1

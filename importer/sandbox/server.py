@@ -713,6 +713,8 @@ class SandboxServer:
             "dropped": self.dropped,
             "latency_ms": _latency_summary(self.latencies),
             "processing_peak": self.processing_peak,
+            # Messages answered 200 that the database then refused: a test oracle must know.
+            "write_errors": self.store.write_errors,
         }
 
     async def handle_stats(self, request: web.Request) -> web.StreamResponse:
