@@ -81,3 +81,46 @@ class ConversionError(ValueError):
         self.value = value
         self.hint = hint
         super().__init__(reason)
+
+
+class UsageProblem(ImporterError):
+    """A combination of options that cannot work."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StateError(ImporterError):
+    """The state file cannot be used as asked."""
+
+    exit_code = ExitCode.USAGE
+
+
+class StateLocked(ImporterError):
+    """Another run holds the state file."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class EndpointError(ImporterError):
+    """The endpoint URL is unusable as given."""
+
+
+class SandboxError(ImporterError):
+    """The sandbox cannot start: the port is taken, the database cannot be opened..."""
+
+    exit_code = ExitCode.ABORTED
+
+
+class TransportError(Exception):
+    """No HTTP answer: connection refused or reset, timeout, connection dropped.
+
+    Not an ImporterError: the runner retries it, it never reaches the user as is.
+    """
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.detail = detail
+
+    def describe(self) -> str:
+        return f"{self.kind} ({self.detail})" if self.detail else self.kind

@@ -38,7 +38,7 @@ from typing import IO, Any
 
 from importer.core.rowset import RowSet
 from importer.edges.report import STAGE_NOT_SENT
-from importer.errors import ExitCode, ImporterError
+from importer.errors import StateError, StateLocked
 
 SCHEMA_VERSION = 2
 BATCH_ROWS = 5000
@@ -87,18 +87,6 @@ CREATE TABLE IF NOT EXISTS delivered (
     raw BLOB NOT NULL                 -- of the row's cells (with mapping and header)
 ) WITHOUT ROWID;
 """
-
-
-class StateError(ImporterError):
-    """The state file cannot be used as asked."""
-
-    exit_code = ExitCode.USAGE
-
-
-class StateLocked(ImporterError):
-    """Another run holds the state file."""
-
-    exit_code = ExitCode.LOCKED
 
 
 def _now() -> str:

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from importer.errors import ImporterError
+from importer.errors import EndpointError, TransportError
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,26 +25,10 @@ class Response:
     retry_after: str | None = None
 
 
-class TransportError(Exception):
-    """No HTTP answer: connection refused or reset, timeout, connection dropped."""
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.detail = detail
-
-    def describe(self) -> str:
-        return f"{self.kind} ({self.detail})" if self.detail else self.kind
-
-
 class Transport(Protocol):
     """Sends one request body."""
 
     async def send(self, body: bytes) -> Response: ...
-
-
-class EndpointError(ImporterError):
-    """The endpoint URL is unusable as given."""
 
 
 def check_endpoint(url: str, allow_insecure: bool) -> str:

@@ -33,15 +33,9 @@ from importer.edges.transport import HttpTransport
 from importer.engine.parallel import MappedRecords, MapPool, RawCheck, Unchanged, default_workers
 from importer.engine.pipeline import Outcome, mapped_outcomes, run_start_millis
 from importer.engine.runner import Runner, RunOptions, install_signal_handlers
-from importer.errors import ExitCode, ImporterError, SourceError
+from importer.errors import ExitCode, SourceError, UsageProblem
 
 log = logging.getLogger("metrix_importer")
-
-
-class UsageProblem(ImporterError):
-    """A combination of options that cannot work."""
-
-    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

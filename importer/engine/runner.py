@@ -35,8 +35,9 @@ from importer.core.delivery import (
 from importer.core.messages import content_fingerprint, encode_body
 from importer.edges.progress import NoProgress, Progress, Snapshot
 from importer.edges.report import STAGE_NOT_SENT, FailureWriter, Summary
-from importer.edges.transport import Transport, TransportError
+from importer.edges.transport import Transport
 from importer.engine.pipeline import UNCHANGED_REASON, Outcome
+from importer.errors import TransportError
 
 log = logging.getLogger("metrix_importer")
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from importer.errors import SandboxError
 from importer.sandbox.server import (
     DEFAULT_API_KEY,
     DEFAULT_APP_ID,
@@ -19,7 +20,6 @@ from importer.sandbox.server import (
     DEFAULT_PORT,
     Faults,
     SandboxConfig,
-    SandboxError,
     dump_profiles,
     parse_latency,
     run,

@@ -81,7 +81,7 @@ from typing import Any, TextIO, TypeVar
 
 from aiohttp import web
 
-from importer.errors import ExitCode, ImporterError
+from importer.errors import SandboxError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -113,12 +113,6 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 T = TypeVar("T")
-
-
-class SandboxError(ImporterError):
-    """The sandbox cannot start: the port is taken, the database cannot be opened..."""
-
-    exit_code = ExitCode.ABORTED
 
 
 # --------------------------------------------------------------------------- config
