@@ -124,3 +124,7 @@ class TransportError(Exception):
 
     def describe(self) -> str:
         return f"{self.kind} ({self.detail})" if self.detail else self.kind
+
+
+class CommandLineProblem(UsageProblem):
+    """A usage problem the command line shows with the command's usage line."""

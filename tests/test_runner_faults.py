@@ -12,10 +12,11 @@ import pytest
 
 from benchmarks.datagen import write_csv
 from importer.core.messages import MappedRow
+from importer.core.outcome import Outcome
 from importer.edges.report import FailureWriter, Summary
 from importer.edges.transport import Response
-from importer.engine.pipeline import Outcome
-from importer.engine.runner import NoLedger, Runner, RunOptions
+from importer.engine.runner import Runner, SendOptions
+from importer.engine.tally import NoLedger, Tally
 from tests.cli_helpers import SAMPLE_MAPPING, cli
 from tests.e2e import failure_rows, run_cli, stored_ids, summary
 from tests.sandbox_helpers import start_sandbox
@@ -40,11 +41,9 @@ def _outcomes(count: int) -> Iterator[Outcome]:
 
 
 def test_an_error_inside_a_sending_worker_stops_the_run_instead_of_hanging(tmp_path: Path) -> None:
-    options = RunOptions(endpoint="http://127.0.0.1/", app_id="a", api_key="k", concurrency=2)
-    runner = Runner(
-        options, Summary(mode="run"), FailureWriter(tmp_path / "f.csv", ["id"]),
-        transport=AlwaysOk(), ledger=BrokenLedger(),
-    )  # fmt: skip
+    options = SendOptions(endpoint="http://127.0.0.1/", app_id="a", api_key="k", concurrency=2)
+    tally = Tally(Summary(mode="run"), FailureWriter(tmp_path / "f.csv", ["id"]), BrokenLedger())
+    runner = Runner(options, tally, AlwaysOk())
     rest: Iterator[tuple[str, int, list[str], str]] = iter(())
 
     async def go() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from importer.core import convert as cv
+from importer.core.config import SourceOptions
 from importer.core.phone import REGIONS, normalize_phone
 
 __all__ = ["Draft", "draft_mapping"]
@@ -798,8 +799,13 @@ def draft_mapping(  # noqa: C901
     *,
     source_name: str = "",
     sheet: str | None = None,
+    reader: SourceOptions | None = None,
 ) -> Draft:
     """Draft a commented mapping YAML from a file's unique header and sampled rows.
+
+    ``reader`` holds the reader options the file needed (header row, and encoding or
+    delimiter when not detected): the draft's ``source:`` names them, so validate
+    and run need none.
 
     ``header`` holds the names ``readers.make_header`` returns; ``rows`` the sampled
     cells as text (short rows are read as empty cells). The YAML loads with
@@ -949,6 +955,7 @@ def draft_mapping(  # noqa: C901
     text = _assemble(
         source_name=source_name,
         sheet=sheet,
+        reader=reader or SourceOptions(),
         rows=len(rows),
         id_line=id_line,
         field_lines=field_lines,
@@ -971,6 +978,7 @@ def _assemble(
     *,
     source_name: str,
     sheet: str | None,
+    reader: SourceOptions,
     rows: int,
     id_line: _Line | None,
     field_lines: list[_Line],
@@ -995,7 +1003,12 @@ def _assemble(
         out.append("# user_id: CHECK: no column can be named in a mapping; see below")
     else:
         out += _render([id_line], "")
-    out += ["source:", "  header_row: 1"]
+    out += ["source:", f"  header_row: {reader.header_row}"]
+    if reader.encoding != "auto":
+        out.append(f"  encoding: {reader.encoding}")
+    if reader.delimiter != "auto":
+        shown = "tab" if reader.delimiter == "\t" else json.dumps(reader.delimiter)
+        out.append(f"  delimiter: {shown}")
     if sheet:
         out.append(f"  sheet: {_q(sheet)}")
     for name, lines in (("fields", field_lines), ("hashed", hash_lines), ("custom", custom_lines)):

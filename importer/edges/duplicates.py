@@ -16,7 +16,6 @@ from pathlib import Path
 from importer.core.rowset import RowSet
 
 POLICIES = ("last", "first", "all", "error")
-DUPLICATE_REASON = "duplicate"
 _BATCH = 50_000
 
 # (source label, data row number, user id or None) for every data row, in input order.

@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-# A row that was not delivered (the run stopped, or retries ran out): not a verdict on
-# the row, so a resumed run or the failure file sends it again.
-STAGE_NOT_SENT = "not_sent"
-
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")

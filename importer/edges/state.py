@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from importer.core.outcome import SkipReason, Stage
 from importer.core.rowset import RowSet
-from importer.edges.report import STAGE_NOT_SENT
 from importer.errors import StateError, StateLocked
 
 SCHEMA_VERSION = 2
@@ -45,11 +45,11 @@ BATCH_ROWS = 5000
 # Status codes kept per done row (short, since there is one per row).
 SENT, FAILED, SKIPPED_UNCHANGED, SKIPPED_DUPLICATE, SKIPPED_OTHER = "s", "f", "u", "d", "k"
 SKIP_REASONS = {
-    SKIPPED_UNCHANGED: "unchanged since the last run",
-    SKIPPED_DUPLICATE: "duplicate",
+    SKIPPED_UNCHANGED: SkipReason.UNCHANGED,
+    SKIPPED_DUPLICATE: SkipReason.DUPLICATE,
 }
 
-_SKIP_CODES = {text: code for code, text in SKIP_REASONS.items()}
+_SKIP_CODES: dict[str, str] = {text: code for code, text in SKIP_REASONS.items()}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -286,7 +286,7 @@ class StateStore:
         for stage, keys in self.db.execute(
             "SELECT stage, keys FROM failures WHERE run_id = ?", (self.run.run_id,)
         ):
-            if stage in ("read", "validate"):
+            if stage in (Stage.READ, Stage.VALIDATE):
                 result.invalid += 1
             result.reasons.update(json.loads(keys))
         return result
@@ -379,7 +379,7 @@ class StateStore:
     def record_failed(
         self, source: str, row: int, stage: str, error: str, cells: list[str], keys: Sequence[str]
     ) -> None:
-        if stage == STAGE_NOT_SENT:
+        if stage == Stage.NOT_SENT:
             return  # not done: a resumed run sends it
         assert self.run is not None
         index = self._source(source)

@@ -10,28 +10,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from importer.core.messages import MappedRow
+from importer.core.outcome import Outcome, SkipReason, Stage, skipped
 from importer.edges.readers import Source
 from importer.engine.parallel import VALID, MappedRecords
-
-
-@dataclass(slots=True)
-class Outcome:
-    """One data row after reading and mapping."""
-
-    row: int
-    cells: list[str]
-    mapped: MappedRow | None
-    stage: str = ""  # "read" | "validate" when mapped is None
-    error: str = ""  # every reason, for the failure CSV
-    keys: tuple[str, ...] = ()  # short reasons, for the summary's counts
-    source: str = ""  # which input, when a run reads several
-    raw: bytes = b""  # fingerprint of the raw cells, when a state file keeps it
-
-
-UNCHANGED_REASON = "unchanged since the last run"
 
 
 def run_start_millis() -> int:
@@ -45,9 +28,9 @@ def mapped_outcomes(mapped: MappedRecords, label: str = "") -> Iterator[Outcome]
     out as skipped, unmapped; it never raises for a bad row."""
     for number, cells, problem, result, raw, unchanged in mapped:
         if problem is not None:
-            yield Outcome(number, cells, None, "read", problem, (_read_key(problem),), label)
+            yield Outcome(number, cells, None, Stage.READ, problem, (_read_key(problem),), label)
         elif unchanged:
-            yield Outcome(number, cells, None, "skip", UNCHANGED_REASON, (), label, raw)
+            yield skipped(number, cells, SkipReason.UNCHANGED, label, raw)
         elif result is None:
             yield Outcome(number, cells, VALID, source=label, raw=raw)
         elif isinstance(result, MappedRow):
@@ -57,7 +40,7 @@ def mapped_outcomes(mapped: MappedRecords, label: str = "") -> Iterator[Outcome]
             row = MappedRow.from_content(user_id, moment, content)
             yield Outcome(number, cells, row, source=label, raw=raw)
         else:
-            yield Outcome(number, cells, None, "validate", result[0], result[1], label, raw)
+            yield Outcome(number, cells, None, Stage.VALIDATE, result[0], result[1], label, raw)
 
 
 def sample_rows(source: Source, size: int, seed: int = 0) -> list[list[str]]:

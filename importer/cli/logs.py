@@ -1,0 +1,44 @@
+"""Logging for the commands: warnings (or progress lines) on stderr, everything in
+--log-file, and the API key masked everywhere."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from importer.core.delivery import mask
+
+
+class MaskingFilter(logging.Filter):
+    """Keeps the API key out of every log line, whatever put it there."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret:
+            record.msg = mask(record.getMessage(), self.secret)
+            record.args = None
+        return True
+
+
+def setup_logging(verbose: bool, log_file: str | None, secret: str, progress_bar: bool) -> None:
+    """stderr gets warnings (or progress lines when it is not a terminal); --log-file
+    gets everything at INFO (DEBUG with -v). The key is masked everywhere."""
+    root = logging.getLogger("metrix_importer")
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    masking = MaskingFilter(secret)
+    stderr = logging.StreamHandler(sys.stderr)
+    level = logging.DEBUG if verbose else (logging.WARNING if progress_bar else logging.INFO)
+    stderr.setLevel(level)
+    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    stderr.addFilter(masking)
+    root.addHandler(stderr)
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.addFilter(masking)
+        root.addHandler(handler)

@@ -1,0 +1,202 @@
+"""The inputs of a command: expanded, opened and checked before any row is used.
+
+``Job`` holds the inputs, the mapping compiled against each input's header, the
+worker pool that maps rows, and what the reports need to know about the inputs
+(headers for the failure CSV, encodings and descriptions for the summary).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from importer import __version__
+from importer.core.config import Mapping
+from importer.core.messages import RowMapper
+from importer.edges.duplicates import DuplicatePlan, id_stream, no_plan, plan_duplicates
+from importer.edges.readers import Record, Source, list_sheets, open_source
+from importer.edges.report import FailureWriter
+from importer.engine.parallel import MapPool, RawCheck, Unchanged, default_workers
+from importer.engine.reading import Reading
+from importer.errors import SourceError, UsageProblem
+
+log = logging.getLogger("metrix_importer")
+
+# Below this much input, starting worker processes costs more than it saves.
+AUTO_WORKERS_MIN_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Input:
+    """One table to read: a file, or one sheet of a workbook."""
+
+    label: str  # names the input in state and in the failure CSV's _source
+    path: str
+    sheet: str | int | None = None
+    row_prefix: str = ""  # "Customers:" when every sheet of a workbook is read
+
+
+def expand_inputs(patterns: Sequence[str], mapping: Mapping) -> list[Input]:
+    """Paths and quoted globs to inputs, with the mapping's sheet (where the CLI's
+    ``--sheet`` has put it); ``all`` makes one input per sheet."""
+    sheet = mapping.source.sheet
+    paths: list[str] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            found = sorted(glob.glob(pattern))
+            if not found:
+                raise SourceError(pattern, "no file matches this pattern", "Check the quoted glob.")
+            paths += found
+        else:
+            paths.append(pattern)
+    if len(set(paths)) != len(paths):
+        raise UsageProblem("the same file is named twice; give each input once")
+    several = len(paths) > 1
+    inputs: list[Input] = []
+    for path in paths:
+        if sheet == "all":
+            for name in list_sheets(path):
+                label = f"{path}:{name}" if several else name
+                inputs.append(Input(label, path, name, f"{name}:"))
+        else:
+            inputs.append(Input(path if several else "", path, sheet))
+    return inputs
+
+
+class Job:
+    """Inputs and mapping of one command, checked before any row is used."""
+
+    def __init__(self, inputs: list[Input], mapping: Mapping, run_time_ms: int) -> None:
+        self.inputs = inputs
+        self.mapping = mapping
+        self.run_time_ms = run_time_ms
+        self.mappers: dict[str, RowMapper] = {}
+        self.headers: dict[str, list[str]] = {}
+        self.encodings: set[str] = set()
+        self.descriptions: list[str] = []
+        self.raw_checks: dict[str, RawCheck] = {}
+        self._pool: MapPool | None = None
+        for item in self.inputs:
+            # Open every input once up front so a missing column or an unreadable
+            # file in the tenth file stops the run before anything is sent.
+            source = self.open(item)
+            self.mappers[item.label] = RowMapper(mapping, source.header, run_time_ms)
+            self.headers[item.label] = source.display_header
+            if source.encoding:
+                self.encodings.add(source.encoding)
+            self.descriptions.append(source.describe())
+            log.info("reading %s", source.describe())
+            _close(source)
+
+    @property
+    def encoding(self) -> str | None:
+        """The inputs' encodings, for the summary."""
+        return ", ".join(sorted(self.encodings)) or None
+
+    def open(self, item: Input) -> Source:
+        options = self.mapping.source
+        return open_source(
+            item.path,
+            sheet=item.sheet,
+            encoding=options.encoding,
+            delimiter=options.delimiter,
+            header_row=options.header_row,
+        )
+
+    def reading(
+        self,
+        skip: Callable[[str, int], bool] | None = None,
+        duplicates: DuplicatePlan | None = None,
+    ) -> Reading:
+        """A fresh read of every input (``skip``: rows finished before a resume)."""
+        return Reading(self, skip, duplicates or no_plan("all"))
+
+    def failure_writer(self, path: Path) -> FailureWriter:
+        """One failure CSV for all inputs (with ``_source`` when there are several)."""
+        union: list[str] = []
+        for header in self.headers.values():
+            union += [name for name in header if name not in union]
+        layouts = {
+            label: [header.index(name) if name in header else -1 for name in union]
+            for label, header in self.headers.items()
+            if header != union
+        }
+        prefixes = {item.label: item.row_prefix for item in self.inputs if item.row_prefix}
+        sources = {item.label: item.path for item in self.inputs}
+        return FailureWriter(
+            path, union, with_source=len(set(sources.values())) > 1,
+            layouts=layouts, row_prefixes=prefixes, source_names=sources,
+        )  # fmt: skip
+
+    @property
+    def pool(self) -> MapPool:
+        if self._pool is None:
+            self._pool = MapPool(self.mappers, 0, encode=True)
+        return self._pool
+
+    def start_workers(self, workers: int | None, encode: bool) -> None:
+        """Map rows in worker processes (None: as many as suit this machine and input)."""
+        if workers is None:
+            small = sum(_size(item.path) for item in self.inputs) < AUTO_WORKERS_MIN_BYTES
+            workers = 0 if small else default_workers(encode)
+        self._pool = MapPool(self.mappers, workers, encode)
+
+    def remember_raw(self, unchanged: Unchanged | None) -> None:
+        """Fingerprint raw rows for the state; with ``unchanged``, skip rows whose cells
+        are those last delivered before mapping them."""
+        self.raw_checks = {
+            label: RawCheck(mapper, unchanged, __version__)
+            for label, mapper in self.mappers.items()
+        }
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def warnings(self) -> Counter[str]:
+        """Soft-limit warnings from every mapper, wherever it ran."""
+        found: Counter[str] = Counter()
+        for mapper in self.mappers.values():
+            found.update(mapper.warnings)
+        if self._pool is not None:
+            found.update(self._pool.warnings)
+        return found
+
+    def duplicate_plan(self, policy: str) -> DuplicatePlan:
+        """Find duplicated users across all inputs (one extra, id-only read)."""
+        if policy == "all":
+            return no_plan(policy)
+        started = time.monotonic()
+
+        def opener(item: Input) -> Callable[[], Iterator[Record]]:
+            return lambda: self.open(item).records
+
+        stream = id_stream(
+            [(item.label, opener(item)) for item in self.inputs],
+            lambda label, cells: self.mappers[label].user_id_of(cells),
+        )
+        plan = plan_duplicates(stream, policy)
+        log.info(
+            "checked %d rows for duplicates in %.1f s: %d users on more than one row",
+            plan.rows, time.monotonic() - started, plan.duplicate_users,
+        )  # fmt: skip
+        return plan
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
+
+
+def _close(source: Source) -> None:
+    close = getattr(source.records, "close", None)
+    if close is not None:
+        close()

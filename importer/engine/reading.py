@@ -1,0 +1,100 @@
+"""One read of every input, in order, that knows where it is.
+
+``Reading`` owns the read position: iterating it yields every row of every input as
+an ``Outcome``; after the consumer stops early (an abort), ``leftovers()`` yields the
+rows it has not yet seen — read ahead, unread in the current input, and every later
+input — and ``fraction()`` says how far into the current CSV the read has come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from importer.core.outcome import Outcome, SkipReason, Stage, skipped
+from importer.edges.duplicates import DuplicatePlan
+from importer.edges.readers import Record, Source
+from importer.engine.parallel import MappedRecords
+from importer.engine.pipeline import mapped_outcomes
+
+if TYPE_CHECKING:
+    from importer.engine.inputs import Job
+
+# (source label, row, cells, the reason it would be skipped anyway or "")
+Leftover = tuple[str, int, list[str], str]
+
+
+class Reading:
+    """Every row of ``job``'s inputs, once, in order; duplicates are marked, not mapped.
+
+    ``skip(label, row)`` names rows finished before (a resumed run): they are not read
+    into outcomes at all.
+    """
+
+    def __init__(
+        self, job: Job, skip: Callable[[str, int], bool] | None, duplicates: DuplicatePlan
+    ) -> None:
+        self.job = job
+        self.skip = skip
+        self.duplicates = duplicates
+        self.blank_rows = 0
+        self._index = 0  # the input being read (len(inputs) when all are read)
+        self._current: Source | None = None
+        self._mapped: MappedRecords | None = None  # its records, as they are mapped
+
+    def __iter__(self) -> Iterator[Outcome]:
+        job, duplicates = self.job, self.duplicates
+        for index, item in enumerate(job.inputs):
+            source = job.open(item)
+            self._index, self._current = index, source
+            label = item.label
+            check = job.raw_checks.get(label)
+            self._mapped = MappedRecords(source.records, label, job.pool, self.skip, check)
+            for outcome in mapped_outcomes(self._mapped, label):
+                row = outcome.row
+                if duplicates.skip and duplicates.is_skipped(label, row):
+                    yield skipped(row, outcome.cells, SkipReason.DUPLICATE, label)
+                elif duplicates.error and (count := duplicates.error_count(label, row)):
+                    yield self._duplicated(outcome, count)
+                else:
+                    yield outcome
+            self.blank_rows += source.stats.blank_rows
+        self._index, self._current = len(job.inputs), None
+
+    def _duplicated(self, outcome: Outcome, count: int) -> Outcome:
+        user = self.job.mappers[outcome.source].user_id_of(outcome.cells)
+        reason = (
+            f"customer id '{user}' is on {count} rows; with --duplicates error "
+            "none of them is sent (keep one, or use --duplicates last)"
+        )
+        return Outcome(outcome.row, outcome.cells, None, Stage.VALIDATE, reason,
+                       ("duplicate customer id",), outcome.source)  # fmt: skip
+
+    def leftovers(self) -> Iterator[Leftover]:
+        """After the consumer stopped: the unread rows of the current input, then every
+        later one, each with the reason it would be skipped anyway ("" if none)."""
+        plan = self.duplicates
+        inputs = self.job.inputs
+        for index in range(self._index, len(inputs)):
+            item = inputs[index]
+            label = item.label
+            if index == self._index and self._current is not None:
+                if self._mapped is not None:
+                    for row, cells in self._mapped.leftovers():
+                        yield label, row, cells, _skip_reason(plan, label, row)
+                records: Iterator[Record] = self._current.records
+            else:
+                records = self.job.open(item).records
+            for row, cells, _ in records:
+                yield label, row, cells, _skip_reason(plan, label, row)
+
+    def fraction(self) -> float | None:
+        """Share of the current CSV read, for progress when the row count is unknown."""
+        source = self._current
+        if source is None or source.kind != "csv" or not source.size_bytes:
+            return None
+        return min(1.0, source.bytes_read() / source.size_bytes)
+
+
+def _skip_reason(plan: DuplicatePlan, label: str, row: int) -> str:
+    return SkipReason.DUPLICATE if plan.is_skipped(label, row) else ""

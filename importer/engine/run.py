@@ -1,0 +1,229 @@
+"""``run``: check everything, then send every valid row and account for every row.
+
+Wires the edges (state file, failure CSV, progress, HTTP transport) around the
+``Runner`` and turns what happened into a summary, an exit code and advice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from importer.core.config import Mapping
+from importer.edges.duplicates import DuplicatePlan
+from importer.edges.progress import Progress, choose_progress
+from importer.edges.report import Summary
+from importer.edges.state import StateStore, input_fingerprint
+from importer.edges.transport import HttpTransport
+from importer.engine.inputs import Input, Job, expand_inputs
+from importer.engine.pipeline import run_start_millis
+from importer.engine.reading import Reading
+from importer.engine.runner import Runner, SendOptions, install_signal_handlers
+from importer.engine.sending import Abort, AbortCode, RetryPolicy
+from importer.engine.tally import Tally
+from importer.engine.usage import check_run
+from importer.errors import ExitCode
+
+log = logging.getLogger("metrix_importer")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a run writes what it has to say."""
+
+    failures: Path
+    summary_json: Path | None = None
+    progress: bool = True
+    progress_interval: float = 10.0
+
+
+@dataclass
+class JobResult:
+    """What a command produced: the summary, the exit code it earns, advice, notes."""
+
+    summary: Summary
+    exit_code: ExitCode
+    advice: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def run_job(
+    patterns: Sequence[str],
+    mapping: Mapping,
+    options: SendOptions,
+    outputs: Outputs,
+    *,
+    retry: RetryPolicy | None = None,
+    duplicates: str = "last",
+    state_path: str | None = None,
+    restart: bool = False,
+    workers: int | None = None,
+    allow_insecure: bool = False,
+) -> JobResult:
+    """Import the inputs; returns the summary, the exit code it earns, and advice."""
+    started = time.monotonic()
+    check_run(options, mapping, duplicates=duplicates, state_path=state_path,
+              allow_insecure=allow_insecure)  # fmt: skip
+    inputs = expand_inputs(patterns, mapping)
+    state = StateStore(state_path) if state_path else None
+    try:
+        run_time = run_start_millis()
+        if state is not None:
+            run_time = _begin(state, inputs, mapping, restart, state_path)
+        job = Job(inputs, mapping, run_time)
+        try:
+            # Workers are forked before the event loop starts: forking a running loop
+            # (and aiohttp's resolver threads) is not safe.
+            job.start_workers(workers, encode=not options.dry_run)
+            if state is not None:
+                job.remember_raw(state.unchanged_raw if options.only_changed else None)
+            run = _Run(job, options, retry or RetryPolicy(), outputs, state)
+            return run.go(duplicates, started, patterns)
+        finally:
+            job.close()
+    finally:
+        if state is not None:
+            state.close()
+
+
+def _begin(
+    state: StateStore, inputs: list[Input], mapping: Mapping, restart: bool, where: str | None
+) -> int:
+    """Start (or resume) the state file's run; its fixed start time."""
+    info = state.begin(
+        [item.label for item in inputs],
+        input_fingerprint(sorted({item.path for item in inputs})),
+        mapping.fingerprint,
+        run_start_millis(),
+        restart,
+    )
+    if info.resumed:
+        log.warning("resuming the unfinished run from %s", where)
+    return info.run_time_ms
+
+
+@dataclass
+class _Run:
+    job: Job
+    options: SendOptions
+    retry: RetryPolicy
+    outputs: Outputs
+    state: StateStore | None
+
+    def go(self, duplicates: str, started: float, patterns: Sequence[str]) -> JobResult:
+        job, outputs, state = self.job, self.outputs, self.state
+        plan = job.duplicate_plan(duplicates)
+        mode = "dry-run" if self.options.dry_run else "run"
+        summary = Summary(mode=mode, source=", ".join(patterns), encoding=job.encoding)
+        failures = job.failure_writer(outputs.failures)
+        tally = Tally(summary, failures, state)
+        notes = self._resume(tally)
+        progress = choose_progress(outputs.progress, plan.rows or None, log,
+                                   outputs.progress_interval)  # fmt: skip
+        # Before a resume nothing is done: no per-row look-up at all.
+        skip = state.is_done if state is not None and state.has_done else None
+        reading = job.reading(skip, plan)
+        try:
+            runner = asyncio.run(self._drive(tally, progress, reading))
+        finally:
+            # The loop is over: what is left is writing the reports, a matter of
+            # milliseconds. A Ctrl-C now must not leave them half-written.
+            _hold_signals()
+            progress.close()
+            failures.close()
+        summary.blank_rows = reading.blank_rows
+        summary.failures_path = str(outputs.failures) if failures.count else None
+        self._conclude(summary, runner, plan, started)
+        abort = runner.abort
+        return JobResult(summary, exit_code(summary, abort), advice(abort, summary, job.mapping),
+                         notes)  # fmt: skip
+
+    def _resume(self, tally: Tally) -> list[str]:
+        state = self.state
+        if state is None or state.run is None or not state.run.resumed:
+            return []
+        restored = state.restored()
+        tally.restore(restored, state.prior_failures())
+        return [f"resumed: {restored.total:,} rows were already done before"]
+
+    async def _drive(self, tally: Tally, progress: Progress, reading: Reading) -> Runner:
+        options = self.options
+        tick = min(self.outputs.progress_interval, 1.0)
+        if options.dry_run:
+            runner = Runner(options, tally, None, progress=progress, tick_seconds=tick)
+            install_signal_handlers(asyncio.get_running_loop(), runner)
+            await runner.run(reading, reading.leftovers(), reading.fraction)
+            return runner
+        async with HttpTransport(
+            options.endpoint, options.app_id, options.api_key, options.concurrency,
+            options.timeout,
+        ) as transport:  # fmt: skip
+            runner = Runner(options, tally, transport, retry=self.retry, progress=progress,
+                            tick_seconds=tick)  # fmt: skip
+            install_signal_handlers(asyncio.get_running_loop(), runner)
+            await runner.run(reading, reading.leftovers(), reading.fraction)
+        return runner
+
+    def _conclude(
+        self, summary: Summary, runner: Runner, plan: DuplicatePlan, started: float
+    ) -> None:
+        summary.warnings.update(self.job.warnings())
+        summary.duration_seconds = time.monotonic() - started
+        stats = runner.sender.stats if runner.sender is not None else None
+        abort = runner.abort
+        summary.extra.update(
+            requests=stats.requests if stats else 0,
+            retries=stats.retries if stats else 0,
+            status_counts=dict(sorted(stats.status_counts.items())) if stats else {},
+            users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
+            aborted=None if abort is None else abort.reason,
+            duplicates=plan.as_dict(),
+        )
+        if self.state is not None:
+            status = "finished" if abort is None else abort.code.status
+            self.state.finish(status, summary.as_dict())
+        if self.outputs.summary_json is not None:
+            summary.write_json(self.outputs.summary_json)
+
+
+def _hold_signals() -> None:
+    """Ignore Ctrl-C and SIGTERM from here to the end of the process."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def advice(abort: Abort | None, summary: Summary, mapping: Mapping) -> str:
+    """What a person should do after a run that stopped early ("" otherwise)."""
+    if abort is None:
+        return ""
+    rerun = ""
+    if summary.failures_path:
+        rerun = (
+            f" Rows not sent are in {summary.failures_path} (_stage not_sent); once fixed, "
+            f"re-run that file: metrix-import run {summary.failures_path} --mapping {mapping.path}"
+            " (or run the same command again with --state to resume)."
+        )
+    if abort.code is AbortCode.CREDENTIALS:
+        return (
+            f"{abort.reason}. Check METRIX_APP_ID and METRIX_API_KEY (the key may have been "
+            "revoked or rotated), and that this machine's IP address is on the app's "
+            "allow-list in the Metrix panel." + rerun
+        )
+    if abort.code is AbortCode.ENDPOINT:
+        return (
+            f"{abort.reason}. Check the endpoint URL and this machine's network, or wait "
+            "for the service to recover." + rerun
+        )
+    return f"{abort.reason}." + rerun
+
+
+def exit_code(summary: Summary, abort: Abort | None) -> ExitCode:
+    """4 aborted, 130 interrupted, 1 some rows failed, else 0."""
+    if abort is not None:
+        return ExitCode.INTERRUPTED if abort.code is AbortCode.INTERRUPTED else ExitCode.ABORTED
+    return ExitCode.ROWS_FAILED if summary.rows_failed else ExitCode.OK

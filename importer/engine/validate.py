@@ -1,0 +1,42 @@
+"""``validate``: read and map every row without sending; failures go to a CSV."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from importer.core.config import Mapping
+from importer.core.outcome import SkipReason
+from importer.edges.report import Summary
+from importer.engine.inputs import Job, expand_inputs
+from importer.engine.pipeline import run_start_millis
+from importer.engine.tally import Tally
+
+
+def validate_job(
+    source: str, mapping: Mapping, failures_path: Path, workers: int | None
+) -> tuple[Summary, list[str]]:
+    """Read and map every row without sending; failures go to ``failures_path``.
+    Returns the summary and a description of each input read."""
+    started = time.monotonic()
+    job = Job(expand_inputs([source], mapping), mapping, run_start_millis())
+    summary = Summary(mode="validate", source=source, encoding=job.encoding)
+    writer = job.failure_writer(failures_path)
+    tally = Tally(summary, writer)
+    job.start_workers(workers, encode=False)
+    reading = job.reading()
+    valid = 0
+    try:
+        admit = tally.admit
+        for outcome in reading:
+            if admit(outcome) is not None:
+                valid += 1
+    finally:
+        writer.close()
+        job.close()
+    tally.skipped_unrecorded(SkipReason.VALIDATED, valid)
+    summary.blank_rows = reading.blank_rows
+    summary.warnings.update(job.warnings())
+    summary.failures_path = str(failures_path) if writer.count else None
+    summary.duration_seconds = time.monotonic() - started
+    return summary, job.descriptions
