@@ -130,7 +130,26 @@ def default_failures_path(source_path: str) -> Path:
     return Path(Path(source_path).name + ".failures.csv")
 
 
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The group; the sandbox, a program of its own that loads aiohttp's server, is
+    imported only when it is asked for (or listed), so every other command starts fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "sandbox"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "sandbox":
+            from importer.sandbox.cli import sandbox
+
+            return sandbox
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_Commands,
+    epilog=EXIT_CODES_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="metrix-import")
 def main() -> None:
     """Import customer spreadsheets (CSV, Excel) into Metrix as user profiles."""
