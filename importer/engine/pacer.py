@@ -1,18 +1,21 @@
 """When the next request may go, and when the endpoint counts as down.
 
-The runner asks ``permit()`` before every request and ``report()``s how each one went
-(whether the endpoint worked, the HTTP status, the latency). Today the pacer honours a
-server-wide pause (Retry-After stops every worker, not just the one that got it), the
-``--rate`` cap, and notices an outage (no success for ``outage_seconds`` while requests
-keep failing). An adaptive concurrency limit belongs here too: it can hold ``permit``
-and learn from ``report`` without the runner changing. Clock and sleep are injected.
+A sending worker holds a ``slot()`` for each request (entering it waits for
+permission; the pacer counts the requests in flight) and ``report()``s how each one went:
+whether the endpoint worked, the HTTP status or transport error, when it was sent and
+answered. Today the pacer honours a server-wide pause (Retry-After stops every worker,
+not just the one that got it), the ``--rate`` cap, and notices an outage (no success for
+``outage_seconds`` while requests keep failing). An adaptive concurrency limit
+(importer.core.pacing) belongs here too: it can hold ``slot`` and learn from ``report``
+without the runner changing. Clock and sleep are injected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -24,8 +27,14 @@ class Answer:
     """How one request went, as the pacer needs to know it."""
 
     healthy: bool  # the endpoint worked (delivered, or rejected this one row)
-    status: int | None  # None: no HTTP answer at all
-    latency: float  # seconds from sending to the answer (or the error)
+    status: int | None  # None: no HTTP answer at all (see ``error``)
+    sent: float  # the pacer's clock when the request went out
+    answered: float  # ... and when its answer (or the error) came back
+    error: str = ""  # the transport error's kind ("timeout", ...) when status is None
+
+    @property
+    def latency(self) -> float:
+        return self.answered - self.sent
 
 
 class Pacer:
@@ -47,8 +56,22 @@ class Pacer:
         self._next_slot = 0.0
         self.last_success = clock()
         self.failing_since: float | None = None
+        self.in_flight = 0
 
-    async def permit(self) -> None:
+    def now(self) -> float:
+        return self._clock()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a place for one request: waits for permission, counts it in flight."""
+        await self._permit()
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def _permit(self) -> None:
         """Wait until a request may start: after any pause, in the next rate slot."""
         now = self._clock()
         if self._pause_until > now:

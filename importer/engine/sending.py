@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -183,33 +182,35 @@ class Sender:
 
     async def attempt(self, item: Item, attempt: int) -> float | None:
         """One try; None when the row is settled, else the delay before the next try."""
-        await self.pacer.permit()
-        if self.stop.abort is not None:
-            self.not_sent(item)
-            return None
-        self.stats.requests += 1
-        retry_after: float | None = None
-        started = time.monotonic()
-        try:
-            response = await self.transport.send(item.body)
-        except TransportError as exc:
-            self.stats.status_counts[exc.kind] += 1
-            self.pacer.report(Answer(False, None, time.monotonic() - started))
-            problem = exc.describe()
-        else:
-            status = response.status
-            self.stats.status_counts[str(status)] += 1
-            verdict = classify(status)
-            healthy = verdict in (Verdict.SENT, Verdict.REJECTED)  # REJECTED: the row is at fault
-            self.pacer.report(Answer(healthy, status, time.monotonic() - started))
-            if verdict is not Verdict.RETRY:
-                self._settle(item, verdict, status, response.text)
+        pacer = self.pacer
+        async with pacer.slot():
+            if self.stop.abort is not None:
+                self.not_sent(item)
                 return None
-            problem = f"HTTP {status}"
-            retry_after = parse_retry_after(response.retry_after)
-            if retry_after is not None and status in (429, 503):
-                # Everyone waits, not just this worker: the server asked us to.
-                self.pacer.pause(min(retry_after, self.retry.retry_after_cap))
+            self.stats.requests += 1
+            retry_after: float | None = None
+            sent = pacer.now()
+            try:
+                response = await self.transport.send(item.body)
+            except TransportError as exc:
+                self.stats.status_counts[exc.kind] += 1
+                pacer.report(Answer(False, None, sent, pacer.now(), exc.kind))
+                problem = exc.describe()
+            else:
+                status = response.status
+                self.stats.status_counts[str(status)] += 1
+                verdict = classify(status)
+                # REJECTED: the endpoint works, this row is at fault.
+                healthy = verdict in (Verdict.SENT, Verdict.REJECTED)
+                pacer.report(Answer(healthy, status, sent, pacer.now()))
+                if verdict is not Verdict.RETRY:
+                    self._settle(item, verdict, status, response.text)
+                    return None
+                problem = f"HTTP {status}"
+                retry_after = parse_retry_after(response.retry_after)
+                if retry_after is not None and status in (429, 503):
+                    # Everyone waits, not just this worker: the server asked us to.
+                    pacer.pause(min(retry_after, self.retry.retry_after_cap))
         if attempt > self.retry.max_retries:
             # Not delivered is not rejected: a resumed run or the failure file tries again.
             self.tally.failed(
