@@ -86,3 +86,17 @@ def test_a_dry_run_sends_nothing_and_skips_every_valid_row(tmp_path: Path) -> No
     assert code == ExitCode.ROWS_FAILED  # the sample has invalid rows
     assert received == []
     assert counts["skipped_reasons"] == {"dry run: would have been sent": counts["rows_valid"]}
+
+
+def test_validate_counts_soft_limit_warnings_like_a_run(tmp_path: Path) -> None:
+    from importer.core.config import parse_mapping
+    from importer.engine.validate import validate_job
+
+    data = tmp_path / "long.csv"
+    data.write_text("id,note\n" + "".join(f"u{i},{'x' * 600}\n" for i in range(5)))
+    mapping = parse_mapping("user_id: id\ncustom: {note: note}\n")
+    summary, _ = validate_job(str(data), mapping, tmp_path / "failures.csv", workers=0)
+    assert summary.rows_valid == 5
+    assert [(key.split(":")[0], count) for key, count in summary.warnings.items()] == [
+        ("custom.note", 5)
+    ]

@@ -31,12 +31,13 @@ def validate_job(
         for outcome in reading:
             if admit(outcome) is not None:
                 valid += 1
+        # Before close: the pool holds the warnings of the rows it mapped.
+        summary.warnings.update(job.warnings())
     finally:
         writer.close()
         job.close()
     tally.skipped_unrecorded(SkipReason.VALIDATED, valid)
     summary.blank_rows = reading.blank_rows
-    summary.warnings.update(job.warnings())
     summary.failures_path = str(failures_path) if writer.count else None
     summary.duration_seconds = time.monotonic() - started
     return summary, job.descriptions
