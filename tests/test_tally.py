@@ -60,8 +60,8 @@ def _outcome(row: int, kind: str) -> Outcome:
         return Outcome(row, cells, None, Stage.VALIDATE, "bad", ("bad email",), "a")
     if kind == "unreadable":
         return Outcome(row, cells, None, Stage.READ, "line 2: bad", ("unreadable",), "a")
-    return skipped(row, cells, SkipReason(SkipReason.DUPLICATE if kind == "duplicate" else
-                                          SkipReason.UNCHANGED), "a")  # fmt: skip
+    reason = SkipReason.DUPLICATE if kind == "duplicate" else SkipReason.UNCHANGED
+    return skipped(row, cells, reason, "a")
 
 
 def _settle(tally: Tally, outcome: Outcome, how: str) -> None:
