@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from importer.core.pacing import AdaptiveLimiter, PacingConfig, Signal
 from importer.engine.pacer import Answer, Pacer
 
 
@@ -78,3 +79,83 @@ def test_slots_count_requests_in_flight_and_release_on_errors() -> None:
     asyncio.run(go())
     assert seen == [1, 2, 0]
     assert Answer(True, 200, 5.0, 5.25).latency == 0.25
+
+
+# -- with the adaptive limiter (--concurrency auto) --------------------------------------
+
+
+def _adaptive(time: FakeTime, rate: float | None = None, ceiling: int = 64) -> Pacer:
+    limiter = AdaptiveLimiter(PacingConfig(initial=2, ceiling=ceiling), now=time.now)
+    return Pacer(rate, 120.0, limiter=limiter, clock=time.clock, sleep=time.sleep)
+
+
+def test_requests_beyond_the_limit_wait_for_a_free_slot() -> None:
+    time = FakeTime()
+    pacer = _adaptive(time)
+    entered: list[int] = []
+    release = asyncio.Event()
+
+    async def request(index: int) -> None:
+        async with pacer.slot():
+            entered.append(index)
+            await release.wait()
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(request(i)) for i in range(5)]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert entered == [0, 1]  # the limiter starts at 2 in flight
+        assert pacer.in_flight == 2
+        release.set()
+        await asyncio.gather(*tasks)
+        assert sorted(entered) == [0, 1, 2, 3, 4] and pacer.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_429_without_retry_after_pauses_everyone_and_sets_a_paced_rate() -> None:
+    time = FakeTime()
+    pacer = _adaptive(time)
+    pacer.report(Answer(False, 429, time.now, time.now + 0.01))
+    learnt = pacer.current_rate()
+    assert learnt is not None and learnt > 0
+    asyncio.run(_take(pacer, 1))
+    assert time.slept and 0.01 <= time.slept[0] <= 1.0  # the inferred pause
+
+
+def test_a_429_with_retry_after_leaves_the_pause_to_the_server() -> None:
+    time = FakeTime()
+    pacer = _adaptive(time)
+    pacer.report(Answer(False, 429, time.now, time.now + 0.01, retry_after=3.0))
+    asyncio.run(_take(pacer, 1))
+    assert time.slept == []  # the sender calls pause(3.0) itself
+
+
+def test_rate_is_the_lower_of_the_cap_and_what_was_learnt() -> None:
+    time = FakeTime()
+    pacer = _adaptive(time, rate=1000.0)
+    assert pacer.current_rate() == 1000.0
+    pacer.report(Answer(False, 429, time.now, time.now + 0.01))
+    learnt = pacer.current_rate()
+    assert learnt is not None and learnt < 1000.0
+    capped = _adaptive(time, rate=0.5)
+    capped.report(Answer(False, 429, time.now, time.now + 0.01))
+    assert capped.current_rate() == 0.5
+
+
+def test_answers_map_to_load_signals() -> None:
+    def signal(status: int | None, healthy: bool = False, error: str = "") -> Signal:
+        return Answer(healthy, status, 0.0, 0.1, error).signal
+
+    assert signal(200, healthy=True) is Signal.OK
+    assert signal(400, healthy=True) is Signal.OK
+    assert signal(429) is Signal.RATE_LIMITED
+    assert signal(503) is Signal.OVERLOADED
+    assert signal(None, error="timeout") is Signal.OVERLOADED
+    assert signal(500) is Signal.ERROR
+    assert signal(None, error="connection") is Signal.ERROR
+
+
+def test_a_fixed_concurrency_has_no_limiter_stats() -> None:
+    assert _pacer(FakeTime()).stats() is None
+    assert _adaptive(FakeTime()).stats() is not None

@@ -24,13 +24,26 @@ DEFAULT_ENDPOINT = "https://entry.metrix.ir/"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _concurrency(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    """``auto`` (None: adaptive pacing) or a whole number of requests in flight."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    if text.isdigit() and 1 <= int(text) <= 512:
+        return int(text)
+    raise click.BadParameter(f"{value!r} is not 'auto' or a number from 1 to 512.")
+
+
 def send_options(command: F) -> F:
     """Pacing, duplicates and state, shared by run and plan."""
     options = [
-        click.option("--concurrency", "-c", default=16, show_default=True,
+        click.option("--concurrency", "-c", default="auto", show_default=True,
+                     metavar="auto|N", callback=_concurrency,
+                     help="Requests in flight at once: auto finds the endpoint's capacity "
+                          "and stays just under it; a number fixes it (1-512)."),
+        click.option("--max-concurrency", default=64, show_default=True,
                      type=click.IntRange(1, 512),
-                     help="Requests in flight at once. Metrix publishes no limit; 16-64 is "
-                          "polite, raise it when latency is high."),
+                     help="With --concurrency auto: the most requests in flight at once."),
         click.option("--rate", type=click.FloatRange(min=0, min_open=True),
                      help="At most this many requests per second (default: no cap)."),
         click.option("--duplicates", type=click.Choice(["last", "first", "all", "error"]),
@@ -109,7 +122,8 @@ def run_output_options(command: F) -> F:
 def run(
     sources: tuple[str, ...],
     mapping_path: str,
-    concurrency: int,
+    concurrency: int | None,
+    max_concurrency: int,
     rate: float | None,
     duplicates: str,
     state_path: str | None,
@@ -144,8 +158,8 @@ def run(
     setup_logging(verbose, log_file, secret, progress_bar=not no_progress and sys.stderr.isatty())
     options = SendOptions(
         endpoint=endpoint, app_id=app_id or "", api_key=secret, concurrency=concurrency,
-        rate=rate, timeout=timeout, dry_run=dry_run, only_changed=only_changed,
-        outage_seconds=give_up_after, grace_seconds=grace_seconds,
+        max_concurrency=max_concurrency, rate=rate, timeout=timeout, dry_run=dry_run,
+        only_changed=only_changed, outage_seconds=give_up_after, grace_seconds=grace_seconds,
     )  # fmt: skip
     outputs = Outputs(
         failures=Path(failures) if failures else default_failures_path(sources[0]),
@@ -183,7 +197,8 @@ def run(
 def plan(
     sources: tuple[str, ...],
     mapping_path: str,
-    concurrency: int,
+    concurrency: int | None,
+    max_concurrency: int,
     rate: float | None,
     duplicates: str,
     state_path: str | None,
@@ -199,8 +214,9 @@ def plan(
     from importer.engine.plan import Pace, plan_job
 
     setup_logging(False, None, "", progress_bar=True)
+    pace = Pace(concurrency or max_concurrency, rate, assume_latency_ms, concurrency is None)
     result = plan_job(
-        sources, configure(mapping_path, **reader), Pace(concurrency, rate, assume_latency_ms),
+        sources, configure(mapping_path, **reader), pace,
         duplicates=duplicates, state_path=state_path,
         summary_json=Path(summary_json) if summary_json else None, workers=workers,
     )  # fmt: skip

@@ -53,7 +53,7 @@ class PacingConfig:
     ceiling: int = 64
     floor: int = 1
     # Latency may rise to this multiple of its baseline before the limit falls.
-    tolerance: float = 1.5
+    tolerance: float = 2.0
     backoff: float = 0.7
     rate_backoff: float = 0.85
     rate_probe: float = 0.02  # per second, multiplicative, just after a 429
@@ -192,7 +192,7 @@ class AdaptiveLimiter:
         assert self._short is not None and self._baseline is not None
         if self._short > config.tolerance * self._baseline:
             if sent >= self._last_cut:
-                gradient = max(0.5, config.tolerance * self._baseline / self._short)
+                gradient = max(0.8, config.tolerance * self._baseline / self._short)
                 self._cut(now, gradient)
         elif in_flight >= self._limit - 1:
             # Grow only while the limit is actually in use (TCP's window validation):

@@ -20,6 +20,23 @@ class Snapshot:
     skipped: int
     retrying: int
     fraction: float | None  # share of the input read, when known
+    pacing: Pacing | None = None  # --concurrency auto: what the limiter found
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The adaptive limiter's state, as progress shows it."""
+
+    limit: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    rate_limited: int
+
+    def describe(self) -> str:
+        latency = ""
+        if self.latency_p50_ms is not None and self.latency_p95_ms is not None:
+            latency = f", latency p50 {self.latency_p50_ms:.0f} ms p95 {self.latency_p95_ms:.0f} ms"
+        return f"in flight up to {self.limit}{latency}, 429s {self.rate_limited}"
 
 
 class Progress(Protocol):
@@ -64,10 +81,17 @@ class BarProgress:
         if self._known_total is None and snapshot.fraction and snapshot.done:
             # CSV size is known in bytes, not rows: estimate rows from bytes read.
             bar.total = max(snapshot.done, int(snapshot.done / snapshot.fraction))
-        bar.set_postfix(
+        postfix: dict[str, Any] = dict(
             sent=snapshot.sent, failed=snapshot.failed, skipped=snapshot.skipped,
-            retrying=snapshot.retrying, refresh=False,
+            retrying=snapshot.retrying,
         )  # fmt: skip
+        pacing = snapshot.pacing
+        if pacing is not None:
+            postfix["limit"] = pacing.limit
+            if pacing.latency_p50_ms is not None:
+                postfix["p50"] = f"{pacing.latency_p50_ms:.0f}ms"
+            postfix["429s"] = pacing.rate_limited
+        bar.set_postfix(postfix, refresh=False)
         bar.update(snapshot.done - bar.n)
 
     def close(self) -> None:
@@ -90,10 +114,11 @@ class LogProgress:
         self._last = now
         rate = snapshot.done / max(now - self._started, 1e-9)
         share = f" ({snapshot.fraction:.0%} of input)" if snapshot.fraction else ""
+        pacing = f", {snapshot.pacing.describe()}" if snapshot.pacing is not None else ""
         self._log.info(
-            "progress: %d rows done%s, %.0f rows/s, sent %d, failed %d, skipped %d, retrying %d",
+            "progress: %d rows done%s, %.0f rows/s, sent %d, failed %d, skipped %d, retrying %d%s",
             snapshot.done, share, rate, snapshot.sent, snapshot.failed, snapshot.skipped,
-            snapshot.retrying,
+            snapshot.retrying, pacing,
         )  # fmt: skip
 
     def close(self) -> None:

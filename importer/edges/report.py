@@ -190,6 +190,9 @@ class Summary:
             )
             speed = extra.get("users_per_second", 0)
             lines.append(f"Took {self.duration_seconds:,.1f} s, {speed:,.0f} users/s")
+            pacing = extra.get("pacing")
+            if pacing:
+                lines.append(_describe_pacing(pacing))
             if extra.get("aborted"):
                 lines.append(f"Stopped early: {extra['aborted']}")
         for warning, count in self.warnings.most_common(top):
@@ -199,6 +202,16 @@ class Summary:
         elif self.mode == "validate" or self.rows_failed == 0:
             lines.append("No failed rows, so no failure file was written.")
         return "\n".join(lines)
+
+
+def _describe_pacing(pacing: dict[str, Any]) -> str:
+    text = f"Pacing: auto, ended at {pacing['limit']} in flight"
+    if pacing.get("rate_per_second") is not None:
+        text += f" and {pacing['rate_per_second']:,.0f} requests/s (a rate limit was met)"
+    if pacing.get("latency_p50_ms") is not None:
+        p50, p95 = pacing["latency_p50_ms"], pacing["latency_p95_ms"]
+        text += f"; latency p50 {p50:,.0f} ms, p95 {p95:,.0f} ms"
+    return text + f"; {pacing['rate_limited']:,} answered 429"
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -3,11 +3,13 @@
 A sending worker holds a ``slot()`` for each request (entering it waits for
 permission; the pacer counts the requests in flight) and ``report()``s how each one went:
 whether the endpoint worked, the HTTP status or transport error, when it was sent and
-answered. Today the pacer honours a server-wide pause (Retry-After stops every worker,
-not just the one that got it), the ``--rate`` cap, and notices an outage (no success for
-``outage_seconds`` while requests keep failing). An adaptive concurrency limit
-(importer.core.pacing) belongs here too: it can hold ``slot`` and learn from ``report``
-without the runner changing. Clock and sleep are injected.
+answered. The pacer honours a server-wide pause (Retry-After stops every worker, not
+just the one that got it; a 429 without it pauses everyone briefly too), the ``--rate``
+cap, and notices an outage (no success for ``outage_seconds`` while requests keep
+failing). With an ``AdaptiveLimiter`` (importer.core.pacing, ``--concurrency auto``)
+it also holds requests while the limiter's limit is in flight and paces at the
+limiter's rate once a rate limit has been met; ``--rate`` stays a hard cap on top.
+Clock and sleep are injected.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+
+from importer.core.pacing import AdaptiveLimiter, PacingStats, Signal
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -31,10 +35,22 @@ class Answer:
     sent: float  # the pacer's clock when the request went out
     answered: float  # ... and when its answer (or the error) came back
     error: str = ""  # the transport error's kind ("timeout", ...) when status is None
+    retry_after: float | None = None  # the server's Retry-After, when it gave one
 
     @property
     def latency(self) -> float:
         return self.answered - self.sent
+
+    @property
+    def signal(self) -> Signal:
+        """What this answer says about the endpoint's load."""
+        if self.healthy:
+            return Signal.OK
+        if self.status == 429:
+            return Signal.RATE_LIMITED
+        if self.status == 503 or self.error == "timeout":
+            return Signal.OVERLOADED
+        return Signal.ERROR
 
 
 class Pacer:
@@ -45,11 +61,14 @@ class Pacer:
         rate: float | None = None,
         outage_seconds: float = 120.0,
         *,
+        limiter: AdaptiveLimiter | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.rate = rate
         self.outage_seconds = outage_seconds
+        self.limiter = limiter
+        self._freed = asyncio.Event()
         self._clock = clock
         self._sleep = sleep
         self._pause_until = 0.0
@@ -64,19 +83,27 @@ class Pacer:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a place for one request: waits for permission, counts it in flight."""
-        await self._permit()
+        limiter = self.limiter
+        if limiter is not None:
+            while self.in_flight >= limiter.limit:
+                self._freed.clear()
+                await self._freed.wait()
         self.in_flight += 1
         try:
+            # Counted in flight while it waits for its rate slot, so the limit also
+            # bounds how many requests queue for slots.
+            await self._permit()
             yield
         finally:
             self.in_flight -= 1
+            self._freed.set()
 
     async def _permit(self) -> None:
         """Wait until a request may start: after any pause, in the next rate slot."""
         now = self._clock()
         if self._pause_until > now:
             await self._sleep(self._pause_until - now)
-        rate = self.rate
+        rate = self.current_rate()
         if rate:
             now = self._clock()
             slot = max(now, self._next_slot)
@@ -84,8 +111,27 @@ class Pacer:
             if slot > now:
                 await self._sleep(slot - now)
 
+    def current_rate(self) -> float | None:
+        """Requests per second to pace at: the limiter's rate under any --rate cap."""
+        learnt = self.limiter.rate if self.limiter is not None else None
+        if learnt is None or self.rate is None:
+            return learnt or self.rate
+        return min(learnt, self.rate)
+
+    def stats(self) -> PacingStats | None:
+        """The adaptive limiter's state, for progress and the summary (None: fixed)."""
+        return self.limiter.stats() if self.limiter is not None else None
+
     def report(self, answer: Answer) -> None:
         """Learn from one request's answer."""
+        if self.limiter is not None:
+            signal = answer.signal
+            self.limiter.observe(
+                signal, sent=answer.sent, now=answer.answered, in_flight=self.in_flight
+            )
+            if signal is Signal.RATE_LIMITED and answer.retry_after is None:
+                # The server said "too many" without saying how long to wait.
+                self.pause(self.limiter.inferred_pause())
         if answer.healthy:
             self.last_success = self._clock()
             self.failing_since = None

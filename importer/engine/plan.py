@@ -34,6 +34,7 @@ class Pace:
     concurrency: int
     rate: float | None
     latency_ms: float
+    adaptive: bool = False  # --concurrency auto: ``concurrency`` is its ceiling
 
     @property
     def per_second(self) -> float:
@@ -75,6 +76,7 @@ def plan_job(
         duplicates=plan.as_dict(),
         estimate={
             "concurrency": pace.concurrency,
+            "adaptive": pace.adaptive,
             "rate": pace.rate,
             "assumed_latency_ms": pace.latency_ms,
             "users_per_second": round(per_second, 1),
@@ -135,8 +137,13 @@ def render_plan(summary: Summary) -> str:
     for reason, count in summary.reasons.most_common(5):
         lines.append(f"    {count:>10,}  {reason}")
     rate = f", --rate {estimate['rate']:g}/s" if estimate["rate"] else ""
+    pace = (
+        f"up to {estimate['concurrency']} in flight (--concurrency auto, at best)"
+        if estimate.get("adaptive")
+        else f"--concurrency {estimate['concurrency']}"
+    )
     lines.append(
-        f"Estimated time at --concurrency {estimate['concurrency']}{rate} and "
+        f"Estimated time at {pace}{rate} and "
         f"{estimate['assumed_latency_ms']:g} ms per request: "
         f"{_duration(estimate['seconds_all'])} for all valid users, "
         f"{_duration(estimate['seconds_only_changed'])} with --only-changed"

@@ -13,8 +13,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from importer.core.config import Mapping
+from importer.core.pacing import PacingStats
 from importer.edges.duplicates import DuplicatePlan
 from importer.edges.progress import Progress, choose_progress
 from importer.edges.report import Summary
@@ -160,7 +162,7 @@ class _Run:
             await runner.run(reading, reading.leftovers(), reading.fraction)
             return runner
         async with HttpTransport(
-            options.endpoint, options.app_id, options.api_key, options.concurrency,
+            options.endpoint, options.app_id, options.api_key, options.senders,
             options.timeout,
         ) as transport:  # fmt: skip
             runner = Runner(options, tally, transport, retry=self.retry, progress=progress,
@@ -183,12 +185,31 @@ class _Run:
             users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
             aborted=None if abort is None else abort.reason,
             duplicates=plan.as_dict(),
+            pacing=pacing_summary(runner.pacer.stats()),
         )
         if self.state is not None:
             status = "finished" if abort is None else abort.code.status
             self.state.finish(status, summary.as_dict())
         if self.outputs.summary_json is not None:
             summary.write_json(self.outputs.summary_json)
+
+
+def pacing_summary(stats: PacingStats | None) -> dict[str, Any] | None:
+    """The adaptive limiter's final state for the summary JSON (None: fixed concurrency)."""
+    if stats is None:
+        return None
+
+    def ms(seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds * 1000, 1)
+
+    return {
+        "limit": stats.limit,
+        "rate_per_second": None if stats.rate is None else round(stats.rate, 1),
+        "latency_p50_ms": ms(stats.latency_p50),
+        "latency_p95_ms": ms(stats.latency_p95),
+        "rate_limited": stats.rate_limited,
+        "overloaded": stats.overloaded,
+    }
 
 
 def _hold_signals() -> None:

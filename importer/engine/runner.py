@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from importer.core.messages import content_fingerprint, encode_body
 from importer.core.outcome import Outcome, SkipReason
-from importer.edges.progress import NoProgress, Progress, Snapshot
+from importer.core.pacing import AdaptiveLimiter, PacingConfig
+from importer.edges.progress import NoProgress, Pacing, Progress, Snapshot
 from importer.edges.transport import Transport
 from importer.engine.pacer import Pacer
 from importer.engine.sending import Abort, AbortCode, Item, RetryPolicy, Sender, Stop
@@ -39,7 +40,9 @@ class SendOptions:
     endpoint: str = ""
     app_id: str = ""
     api_key: str = ""
-    concurrency: int = 16
+    # Requests in flight: a fixed number, or None for adaptive pacing up to max_concurrency.
+    concurrency: int | None = None
+    max_concurrency: int = 64
     rate: float | None = None
     timeout: float = 30.0
     dry_run: bool = False
@@ -48,6 +51,18 @@ class SendOptions:
     outage_seconds: float = 120.0
     # After Ctrl-C, how long requests in flight may still finish.
     grace_seconds: float = 5.0
+
+    @property
+    def senders(self) -> int:
+        """Sending workers (and connections): the fixed number, or the adaptive ceiling."""
+        return self.concurrency or self.max_concurrency
+
+    def make_pacer(self) -> Pacer:
+        limiter = None
+        if self.concurrency is None:
+            ceiling = self.max_concurrency
+            limiter = AdaptiveLimiter(PacingConfig(initial=min(8, ceiling), ceiling=ceiling))
+        return Pacer(self.rate, self.outage_seconds, limiter=limiter)
 
 
 class Runner:
@@ -68,7 +83,7 @@ class Runner:
             raise ValueError("a run that sends needs a transport")
         self.options = options
         self.tally = tally
-        self.pacer = pacer or Pacer(options.rate, options.outage_seconds)
+        self.pacer = pacer or options.make_pacer()
         self.progress: Progress = progress or NoProgress()
         self.tick_seconds = tick_seconds
         self.stop = Stop()
@@ -98,6 +113,18 @@ class Runner:
             skipped=s.rows_skipped,
             retrying=0 if self.sender is None else self.sender.stats.retrying,
             fraction=fraction,
+            pacing=self.pacing(),
+        )
+
+    def pacing(self) -> Pacing | None:
+        stats = self.pacer.stats()
+        if stats is None:
+            return None
+        return Pacing(
+            limit=stats.limit,
+            latency_p50_ms=None if stats.latency_p50 is None else stats.latency_p50 * 1000,
+            latency_p95_ms=None if stats.latency_p95 is None else stats.latency_p95 * 1000,
+            rate_limited=stats.rate_limited,
         )
 
     async def run(
@@ -107,11 +134,10 @@ class Runner:
         fraction: Callable[[], float | None] | None = None,
     ) -> None:
         """Send every valid outcome; after an abort, account for ``rest`` as not sent."""
-        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.options.concurrency * 4)
+        queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.options.senders * 4)
         if self.sender is not None:
             self._workers = [
-                asyncio.create_task(self.sender.worker(queue))
-                for _ in range(self.options.concurrency)
+                asyncio.create_task(self.sender.worker(queue)) for _ in range(self.options.senders)
             ]
         ticker = asyncio.create_task(self._tick(fraction))
         self._producer = asyncio.create_task(self._produce(outcomes, queue))

@@ -202,12 +202,12 @@ class Sender:
                 verdict = classify(status)
                 # REJECTED: the endpoint works, this row is at fault.
                 healthy = verdict in (Verdict.SENT, Verdict.REJECTED)
-                pacer.report(Answer(healthy, status, sent, pacer.now()))
+                retry_after = parse_retry_after(response.retry_after)
+                pacer.report(Answer(healthy, status, sent, pacer.now(), retry_after=retry_after))
                 if verdict is not Verdict.RETRY:
                     self._settle(item, verdict, status, response.text)
                     return None
                 problem = f"HTTP {status}"
-                retry_after = parse_retry_after(response.retry_after)
                 if retry_after is not None and status in (429, 503):
                     # Everyone waits, not just this worker: the server asked us to.
                     pacer.pause(min(retry_after, self.retry.retry_after_cap))
