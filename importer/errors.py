@@ -105,6 +105,25 @@ class EndpointError(ImporterError):
     """The endpoint URL is unusable as given."""
 
 
+class RedirectRefused(ImporterError):
+    """The endpoint answered a POST with a redirect: every request would be, so the run
+    stops (exit 4) rather than send the key and customer data somewhere not named."""
+
+    exit_code = ExitCode.ABORTED
+
+    def __init__(self, endpoint: str, status: int, location: str) -> None:
+        self.endpoint = endpoint
+        self.status = status
+        self.location = location
+        super().__init__(
+            f"the endpoint {endpoint} redirected the request (HTTP {status}) to "
+            f"{location or 'an unnamed place'}; redirects are not followed, so that the API "
+            "key and customer data go only to the endpoint given. Check --endpoint "
+            "(or METRIX_ENDPOINT): if that address is really the one to use, pass it as "
+            "--endpoint"
+        )
+
+
 class SandboxError(ImporterError):
     """The sandbox cannot start: the port is taken, the database cannot be opened..."""
 

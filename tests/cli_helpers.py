@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,3 +39,46 @@ def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
     """A user never sees a Python traceback."""
     assert "Traceback" not in result.stderr, result.stderr
     assert "Traceback" not in result.stdout, result.stdout
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished command and what it cost: its peak resident memory, from the kernel."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mb: float
+
+
+def cli_measured(
+    *args: str | Path,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60,
+) -> Measured:
+    """Like ``cli``, but also the child's own peak memory (``wait4``'s ru_maxrss, so no
+    other child of the test process counts). Past ``timeout`` the child is killed and
+    the test fails: the command must end by itself, not hang."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
+    full_env.update(env or {})
+    out, err = cwd / "child.stdout", cwd / "child.stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "importer", *map(str, args)],
+            cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            os.wait4(process.pid, 0)
+            raise AssertionError(
+                f"the command did not finish within {timeout:.0f} s:\n{err.read_text()[-2000:]}"
+            )
+        time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(process.returncode, out.read_text(), err.read_text(), usage.ru_maxrss / 1024)

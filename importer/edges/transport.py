@@ -2,6 +2,12 @@
 
 The only module that imports aiohttp's client. It sends bytes and reports what came
 back; deciding what that means is importer.core.delivery's job.
+
+Every request is bounded, whatever the server does: one deadline for the whole exchange
+(connect, send, headers and body), at most ``MAX_ANSWER_BYTES`` of answer and
+``MAX_HEADERS`` header lines of at most ``MAX_HEADER_LINE`` bytes each. Redirects are
+never followed: the API key and the customer data go to the endpoint named and nowhere
+else.
 """
 
 from __future__ import annotations
@@ -13,7 +19,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from importer.errors import EndpointError, TransportError
+from importer.core.delivery import mask, shorten
+from importer.errors import EndpointError, RedirectRefused, TransportError
+
+# Metrix answers are a few hundred bytes; anything far larger is not Metrix talking.
+MAX_ANSWER_BYTES = 64 * 1024
+MAX_HEADER_LINE = 8190  # bytes in the status line or one header (aiohttp's default)
+MAX_HEADERS = 64  # header lines in one answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +81,10 @@ class HttpTransport:
             "Content-Type": "application/json",
         }
         self._concurrency = concurrency
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
-        )
+        self._api_key = api_key
+        # ``total`` covers the whole exchange, body included: a server that drips an
+        # answer a byte at a time is cut off like one that never answers.
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpTransport:
@@ -81,6 +94,9 @@ class HttpTransport:
             timeout=self._timeout,
             headers=self._headers,
             auto_decompress=False,
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
+            max_headers=MAX_HEADERS,
         )
         return self
 
@@ -91,9 +107,14 @@ class HttpTransport:
     async def send(self, body: bytes) -> Response:
         assert self._session is not None, "use HttpTransport as an async context manager"
         try:
-            async with self._session.post(self.endpoint, data=body) as response:
-                raw = await response.read()
+            async with self._session.post(
+                self.endpoint, data=body, allow_redirects=False
+            ) as response:
                 status = response.status
+                if 300 <= status < 400:
+                    location = mask(response.headers.get("Location", ""), self._api_key)
+                    raise RedirectRefused(self.endpoint, status, shorten(location))
+                raw = await _read_bounded(response)
                 if 200 <= status < 300:
                     return Response(status)
                 return Response(
@@ -107,7 +128,32 @@ class HttpTransport:
             raise TransportError("connection dropped") from None
         except aiohttp.ClientConnectorError as exc:
             raise TransportError("cannot connect", str(exc.os_error or exc)) from None
+        except aiohttp.ClientResponseError as exc:  # e.g. headers over the limits
+            raise TransportError("malformed answer", exc.message) from None
         except aiohttp.ClientError as exc:
             raise TransportError("connection error", type(exc).__name__) from None
         except OSError as exc:
             raise TransportError("connection error", exc.strerror or type(exc).__name__) from None
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, refused past ``MAX_ANSWER_BYTES`` (the connection is then closed
+    rather than drained)."""
+    length = response.content_length
+    if length is not None and length <= MAX_ANSWER_BYTES:
+        return await response.read()  # the common case: one read, nothing to count
+    if length is None:
+        parts: list[bytes] = []
+        size = 0
+        async for part in response.content.iter_any():
+            size += len(part)
+            if size > MAX_ANSWER_BYTES:
+                break
+            parts.append(part)
+        else:
+            return b"".join(parts)
+    response.close()
+    raise TransportError(
+        "answer too large",
+        f"over {MAX_ANSWER_BYTES // 1024} KiB; Metrix answers are a few hundred bytes",
+    )
