@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-Answer = Callable[[dict[str, Any]], tuple[int, str]]
+# ``answer(body)`` gives the status and the body text, and optionally headers to add.
+Answer = Callable[[dict[str, Any]], tuple[int, str] | tuple[int, str, dict[str, str]]]
 
 
 @contextmanager
@@ -24,8 +25,13 @@ def stub_server(answer: Answer) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     async def handle(request: web.Request) -> web.Response:
         body = json.loads(await request.read())
         received.append(body)
-        status, text = answer(body)
-        return web.Response(status=status, text=text, content_type="application/json")
+        status, text, *headers = answer(body)
+        return web.Response(
+            status=status,
+            text=text,
+            content_type="application/json",
+            headers=headers[0] if headers else None,
+        )
 
     async def serve() -> None:
         app = web.Application()

@@ -6,7 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,18 +94,47 @@ def test_faults_latency_5xx_rate_limit_and_drops_lose_and_double_nothing(
 def test_retry_after_is_honoured(tmp_path: Path) -> None:
     sb = start_sandbox(tmp_path, "--rate-limit", "20")
     try:
-        started = time.monotonic()
         result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "8")
-        elapsed = time.monotonic() - started
         assert result.returncode == 1
         data = summary(tmp_path)
         assert data["rows_sent"] == SAMPLE_VALID
         assert data["status_counts"].get("429", 0) > 0
-        # 290 requests at 20/s cannot finish in much under 290/20 s = 14.5 s minus the burst;
-        # ignoring Retry-After would burn the retries in a few seconds and fail rows instead.
-        assert elapsed > 8
     finally:
         sb.stop()
+
+
+def test_retry_after_pauses_every_worker(tmp_path: Path) -> None:
+    # The first request is told to come back in 10 s; every other answer is 200. A run
+    # that honours Retry-After for all its workers sends nothing more once it has read
+    # that answer (a few requests already on their way may still arrive); one that only
+    # delays the refused row would send the other 289 rows at once.
+    from tests.http_stub import stub_server
+
+    told = threading.Event()
+
+    def answer(body: dict[str, object]) -> tuple[int, str] | tuple[int, str, dict[str, str]]:
+        if not told.is_set():
+            told.set()
+            return 429, '{"error": "slow down"}', {"Retry-After": "10"}
+        return 200, "{}"
+
+    with stub_server(answer) as (url, received):
+        env = {**os.environ, "METRIX_APP_ID": "a", "METRIX_API_KEY": "k", "METRIX_ENDPOINT": url}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m", str(SAMPLE_MAPPING),
+             "--no-progress", "--concurrency", "4",
+             "--failures", str(tmp_path / "failures.csv"),
+             "--summary-json", str(tmp_path / "summary.json")],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert told.wait(60), "the run sent nothing"
+        time.sleep(3)  # well inside the pause; without it every row would go in this time
+        during_pause = len(received)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err  # the sample's invalid rows; every valid one sent
+    assert during_pause <= 1 + 2 * 4, during_pause
+    data = summary(tmp_path)
+    assert data["rows_sent"] == SAMPLE_VALID and data["status_counts"]["429"] == 1
 
 
 def test_revoked_key_stops_within_seconds_with_exit_4_and_every_unsent_row_reported(
@@ -111,11 +142,13 @@ def test_revoked_key_stops_within_seconds_with_exit_4_and_every_unsent_row_repor
 ) -> None:
     sb = start_sandbox(tmp_path, "--reject-key-after", "50", "--latency-ms", "2")
     try:
-        started = time.monotonic()
-        result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "4")
-        assert time.monotonic() - started < 20
+        result = run_cli(
+            sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "4", timeout=60
+        )
         assert_no_traceback(result)
         assert result.returncode == 4
+        # Stopped at the first refusal: only the requests already in flight met a 403.
+        assert 1 <= sb.stats()["responses_by_status"]["403"] <= 4
         assert "credentials" in result.stderr and "METRIX_API_KEY" in result.stderr
         assert "allow-list" in result.stderr
         data = summary(tmp_path)
@@ -309,28 +342,41 @@ def sent_rows(sb: Sandbox, data: Path) -> list[int]:
 
 
 def test_a_second_ctrl_c_stops_at_once_and_still_leaves_readable_files(tmp_path: Path) -> None:
-    # Requests take 4 s: after the first Ctrl-C the run would wait for those in flight.
-    sb = start_sandbox(tmp_path, "--latency-ms", "4000")
+    # The sandbox holds every request 20 s and the grace is 60 s: after the first Ctrl-C
+    # the run waits for its requests; the second must end it before any is answered.
+    sb = start_sandbox(tmp_path, "--latency-ms", "20000")
     try:
         env = {**os.environ, **credentials(sb)}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m", str(SAMPLE_MAPPING),
-             "--no-progress", "--concurrency", "4", "--grace-seconds", "30",
-             "--failures", str(tmp_path / "failures.csv"),
-             "--summary-json", str(tmp_path / "summary.json")],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        time.sleep(2.0)
+        stderr_path = tmp_path / "run.stderr"
+        with stderr_path.open("w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m",
+                 str(SAMPLE_MAPPING), "--no-progress", "--concurrency", "4",
+                 "--grace-seconds", "60", "--failures", str(tmp_path / "failures.csv"),
+                 "--summary-json", str(tmp_path / "summary.json")],
+                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+            )  # fmt: skip
+        wait_for(lambda: sb.stats()["requests"] == 4, "four requests in flight")
         process.send_signal(signal.SIGINT)
-        time.sleep(0.3)
-        second = time.monotonic()
+        wait_for(lambda: "interrupted" in stderr_path.read_text(), "the first Ctrl-C seen")
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
-        assert time.monotonic() - second < 2.5  # not the requests' 4 s, nor the grace
+        process.wait(timeout=60)
+        # Ended while the sandbox still held all four requests: it waited for none.
+        assert sb.stats()["responses_by_status"] == {}
+        err = stderr_path.read_text()
         assert "Traceback" not in err
         assert process.returncode == 130
         data = summary(tmp_path)  # readable, and it accounts for every row it read
-        assert data["rows_sent"] == len(stored_ids(sb))
+        assert data["rows_sent"] == len(stored_ids(sb)) == 0
         assert len(failure_rows(tmp_path / "failures.csv")) == data["rows_failed"]
     finally:
         sb.stop()
+
+
+def wait_for(condition: Callable[[], bool], what: str, tries: int = 3000) -> None:
+    """Poll ``condition`` every 10 ms (the tries bound only a test that would hang)."""
+    for _ in range(tries):
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
