@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "metrix-importer needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -22,6 +22,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q
+
+# Unit tests only: no subprocess, no server (tests marked e2e are left out).
+test-fast: $(VENV)/.dev-installed
+	$(PY) -m pytest -q -m "not e2e"
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check importer tests benchmarks

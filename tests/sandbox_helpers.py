@@ -1,13 +1,11 @@
 """Run the real sandbox server as a subprocess for tests.
 
-Use it from any test module, either by calling ``start_sandbox`` directly::
+Tests use the fixtures in ``tests/conftest.py``: ``sandbox`` (defaults, no faults) and
+``make_sandbox("--fail-rate", "0.1", "--seed", "1")``; both stop the sandbox after the
+test. ``start_sandbox`` is the function underneath, for a context manager::
 
-    with start_sandbox(tmp_path, "--fail-rate", "0.1", "--seed", "1") as sb:
+    with start_sandbox(tmp_path, "--fail-rate", "0.1") as sb:
         ...  # sb.url, sb.stats(), sb.user("u1")
-
-or through the ``sandbox`` fixture (defaults, no faults), imported into the test module
-as ``from tests.sandbox_helpers import sandbox as sandbox`` (the redundant alias marks an
-explicit re-export, so ruff reports neither F401 nor F811).
 """
 
 from __future__ import annotations
@@ -21,13 +19,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_APP_ID = "sandbox-app"
@@ -255,11 +251,5 @@ def _fresh(folder: Path, stem: str, suffix: str) -> Path:
     raise RuntimeError(f"too many sandboxes in {folder}")
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    """A sandbox with default settings and no faults; stopped (cleanly) after the test."""
-    sb = start_sandbox(tmp_path)
-    try:
-        yield sb
-    finally:
-        sb.stop()
+# The type of the ``make_sandbox`` fixture (tests/conftest.py).
+MakeSandbox = Callable[..., Sandbox]

@@ -11,6 +11,7 @@ import pytest
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, SAMPLE_XLSX, assert_no_traceback, cli
 
 
+@pytest.mark.e2e
 def test_validate_sample_reports_invalid_rows_and_exits_1(tmp_path: Path) -> None:
     result = cli(
         "validate",
@@ -40,6 +41,7 @@ def test_validate_sample_reports_invalid_rows_and_exits_1(tmp_path: Path) -> Non
     assert "encoding UTF-8 (detected)" in result.stderr
 
 
+@pytest.mark.e2e
 def test_csv_and_xlsx_samples_give_the_same_messages(tmp_path: Path) -> None:
     from_csv = cli("preview", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--rows", "300", cwd=tmp_path)
     from_xlsx = cli("preview", SAMPLE_XLSX, "-m", SAMPLE_MAPPING, "--rows", "300", cwd=tmp_path)
@@ -56,6 +58,7 @@ def test_csv_and_xlsx_samples_give_the_same_messages(tmp_path: Path) -> None:
     assert [without_ids(b) for b in csv_bodies] == [without_ids(b) for b in xlsx_bodies]
 
 
+@pytest.mark.e2e
 def test_all_valid_file_exits_0_and_writes_no_failure_file(tmp_path: Path) -> None:
     data = tmp_path / "ok.csv"
     data.write_text("id,email\n1,A@B.co\n2,c@d.org\n", encoding="utf-8")
@@ -67,6 +70,7 @@ def test_all_valid_file_exits_0_and_writes_no_failure_file(tmp_path: Path) -> No
     assert not list(tmp_path.glob("*.failures.csv"))
 
 
+@pytest.mark.e2e
 def test_preview_prints_exact_bodies_then_invalid_rows(tmp_path: Path) -> None:
     result = cli("preview", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "-n", "3", cwd=tmp_path)
     assert result.returncode == 0
@@ -78,6 +82,7 @@ def test_preview_prints_exact_bodies_then_invalid_rows(tmp_path: Path) -> None:
     assert "invalid rows" in result.stderr and "row " in result.stderr
 
 
+@pytest.mark.e2e
 def test_bad_mapping_exits_2_with_every_problem(tmp_path: Path) -> None:
     mapping = tmp_path / "bad.yaml"
     mapping.write_text(
@@ -91,6 +96,7 @@ def test_bad_mapping_exits_2_with_every_problem(tmp_path: Path) -> None:
     assert "2 problems" in result.stderr
 
 
+@pytest.mark.e2e
 def test_mapping_naming_missing_columns_exits_2_with_a_hint(tmp_path: Path) -> None:
     mapping = tmp_path / "m.yaml"
     mapping.write_text("user_id: customer_no\nfields: {email: mail}\n")
@@ -103,6 +109,7 @@ def test_mapping_naming_missing_columns_exits_2_with_a_hint(tmp_path: Path) -> N
     assert cli("validate", SAMPLE_CSV, "-m", loose, cwd=tmp_path).returncode == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [
@@ -124,6 +131,7 @@ def test_unreadable_input_exits_3(
     assert message in result.stderr
 
 
+@pytest.mark.e2e
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     result = cli("validate", SAMPLE_CSV, cwd=tmp_path)
     assert result.returncode == 2
@@ -133,11 +141,13 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert_no_traceback(bad)
 
 
+@pytest.mark.e2e
 def test_help_lists_exit_codes() -> None:
     result = cli("validate", "--help")
     assert "Exit codes: 0" in result.stdout and "130 interrupted" in result.stdout
 
 
+@pytest.mark.e2e
 def test_worker_processes_give_exactly_the_same_results(tmp_path: Path) -> None:
     from benchmarks.datagen import write_csv
 

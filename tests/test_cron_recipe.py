@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.cli_helpers import ROOT, SAMPLE_CSV, SAMPLE_MAPPING
 from tests.sandbox_helpers import Sandbox
-from tests.sandbox_helpers import sandbox as sandbox
+
+pytestmark = pytest.mark.e2e  # every test here runs the CLI or the sandbox as a process
 
 SCRIPT = ROOT / "examples" / "nightly-import.sh"
 

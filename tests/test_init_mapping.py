@@ -10,6 +10,8 @@ import pytest
 from importer.core.config import load_mapping
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_XLSX, assert_no_traceback, cli
 
+pytestmark = pytest.mark.e2e  # every test here runs the CLI or the sandbox as a process
+
 
 @pytest.mark.parametrize("source", [SAMPLE_CSV, SAMPLE_XLSX])
 def test_drafts_for_the_bundled_samples_validate_unchanged(tmp_path: Path, source: Path) -> None:

@@ -13,7 +13,8 @@ import pytest
 from tests.cli_helpers import assert_no_traceback, cli
 from tests.e2e import failure_rows, run_cli, stored_ids, summary
 from tests.sandbox_helpers import Sandbox
-from tests.sandbox_helpers import sandbox as sandbox
+
+pytestmark = pytest.mark.e2e  # every test here runs the CLI or the sandbox as a process
 
 MAPPING = "user_id: id\nfields: {email: email}\n"
 TIMED = "user_id: id\ntime: {column: t}\nfields: {email: email}\n"

@@ -18,47 +18,45 @@ from importer.cli import friendly_errors
 from importer.edges.progress import BarProgress, LogProgress, NoProgress, Snapshot, choose_progress
 from tests.cli_helpers import ROOT, SAMPLE_CSV, SAMPLE_MAPPING, cli
 from tests.e2e import credentials
-from tests.sandbox_helpers import start_sandbox
+from tests.sandbox_helpers import MakeSandbox
 
 
-def test_without_a_terminal_progress_is_a_log_line_every_interval(tmp_path: Path) -> None:
-    sb = start_sandbox(tmp_path, "--latency-ms", "30")
-    try:
-        result = cli("run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "2",
-                     "--progress-interval", "0.5", env=credentials(sb), cwd=tmp_path)  # fmt: skip
-        lines = [line for line in result.stderr.splitlines() if "progress:" in line]
-        # ~290 requests at ~2 per 30 ms take about 4 s: several lines, none of them a bar.
-        assert len(lines) >= 3, result.stderr
-        assert "rows done" in lines[0] and "rows/s" in lines[0]
-        assert "\r" not in result.stderr
-    finally:
-        sb.stop()
+@pytest.mark.e2e
+def test_without_a_terminal_progress_is_a_log_line_every_interval(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox("--latency-ms", "30")
+    result = cli("run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "2",
+                 "--progress-interval", "0.5", env=credentials(sb), cwd=tmp_path)  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if "progress:" in line]
+    # ~290 requests at ~2 per 30 ms take about 4 s: several lines, none of them a bar.
+    assert len(lines) >= 3, result.stderr
+    assert "rows done" in lines[0] and "rows/s" in lines[0]
+    assert "\r" not in result.stderr
 
 
-def test_on_a_terminal_there_is_a_bar(tmp_path: Path) -> None:
-    sb = start_sandbox(tmp_path)
-    try:
-        env = {**os.environ, **credentials(sb), "COLUMNS": "120"}
-        pid, fd = pty.fork()
-        if pid == 0:  # child: the CLI with a terminal as stdout and stderr
-            os.chdir(tmp_path)
-            os.execvpe(sys.executable, [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV),
-                                        "-m", str(SAMPLE_MAPPING)], env)  # fmt: skip
-        output = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        os.waitpid(pid, 0)
-        text = output.decode("utf-8", "replace")
-        assert "300/300" in text and "rows/s" in text and "sent=290" in text
-    finally:
-        sb.stop()
+@pytest.mark.e2e
+def test_on_a_terminal_there_is_a_bar(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sb = make_sandbox()
+    env = {**os.environ, **credentials(sb), "COLUMNS": "120"}
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the CLI with a terminal as stdout and stderr
+        os.chdir(tmp_path)
+        os.execvpe(sys.executable, [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV),
+                                    "-m", str(SAMPLE_MAPPING)], env)  # fmt: skip
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.waitpid(pid, 0)
+    text = output.decode("utf-8", "replace")
+    assert "300/300" in text and "rows/s" in text and "sent=290" in text
 
 
 def test_choose_progress() -> None:
@@ -93,6 +91,7 @@ def test_an_unexpected_error_is_exit_70_with_a_message_not_a_traceback(
     assert isinstance(CliRunner().invoke(broken, []).exception, RuntimeError)
 
 
+@pytest.mark.e2e
 def test_python_dash_m_importer_is_the_console_script() -> None:
     result = subprocess.run([sys.executable, "-m", "importer", "--version"],
                             capture_output=True, text=True, cwd=ROOT)  # fmt: skip

@@ -14,16 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, assert_no_traceback, cli
-from tests.e2e import credentials, expected_ids, failure_rows, run_cli, stored_ids, summary
-from tests.sandbox_helpers import Sandbox, start_sandbox
-from tests.sandbox_helpers import sandbox as sandbox
+from tests.e2e import credentials, failure_rows, run_cli, stored_ids, summary
+from tests.sandbox_helpers import MakeSandbox, Sandbox
+
+pytestmark = pytest.mark.e2e  # every test here runs the CLI or the sandbox as a process
 
 SAMPLE_ROWS, SAMPLE_VALID = 300, 290
-
-
-@pytest.fixture(scope="module")
-def sample_ids() -> set[str]:
-    return expected_ids()
 
 
 def test_every_valid_row_arrives_once_and_invalid_rows_are_reported(
@@ -58,49 +54,43 @@ def test_all_valid_file_exits_0(sandbox: Sandbox, tmp_path: Path) -> None:
 
 
 def test_faults_latency_5xx_rate_limit_and_drops_lose_and_double_nothing(
-    tmp_path: Path, sample_ids: set[str]
+    make_sandbox: MakeSandbox, tmp_path: Path, sample_ids: set[str]
 ) -> None:
-    sb = start_sandbox(
-        tmp_path, "--latency-ms", "1-15", "--fail-rate", "0.05", "--rate-limit", "400",
+    sb = make_sandbox(
+        "--latency-ms", "1-15", "--fail-rate", "0.05", "--rate-limit", "400",
         "--drop-rate", "0.01", "--seed", "11",
     )  # fmt: skip
-    try:
-        result = run_cli(
-            sb,
-            tmp_path,
-            SAMPLE_CSV,
-            "-m",
-            SAMPLE_MAPPING,
-            "--concurrency",
-            "32",
-            "--max-retries",
-            "10",
-        )
-        assert_no_traceback(result)
-        assert result.returncode == 1, result.stderr
-        ids = stored_ids(sb)
-        assert len(ids) == len(set(ids)) == SAMPLE_VALID
-        assert set(ids) == sample_ids
-        data = summary(tmp_path)
-        assert data["rows_sent"] == SAMPLE_VALID and data["retries"] > 0
-        counts = data["status_counts"]
-        assert any(k in counts for k in ("500", "503")), counts
-        assert "connection dropped" in counts or "connection error" in counts, counts
-        assert [f["_stage"] for f in failure_rows(tmp_path / "failures.csv")] == ["validate"] * 10
-    finally:
-        sb.stop()
+    result = run_cli(
+        sb,
+        tmp_path,
+        SAMPLE_CSV,
+        "-m",
+        SAMPLE_MAPPING,
+        "--concurrency",
+        "32",
+        "--max-retries",
+        "10",
+    )
+    assert_no_traceback(result)
+    assert result.returncode == 1, result.stderr
+    ids = stored_ids(sb)
+    assert len(ids) == len(set(ids)) == SAMPLE_VALID
+    assert set(ids) == sample_ids
+    data = summary(tmp_path)
+    assert data["rows_sent"] == SAMPLE_VALID and data["retries"] > 0
+    counts = data["status_counts"]
+    assert any(k in counts for k in ("500", "503")), counts
+    assert "connection dropped" in counts or "connection error" in counts, counts
+    assert [f["_stage"] for f in failure_rows(tmp_path / "failures.csv")] == ["validate"] * 10
 
 
-def test_retry_after_is_honoured(tmp_path: Path) -> None:
-    sb = start_sandbox(tmp_path, "--rate-limit", "20")
-    try:
-        result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "8")
-        assert result.returncode == 1
-        data = summary(tmp_path)
-        assert data["rows_sent"] == SAMPLE_VALID
-        assert data["status_counts"].get("429", 0) > 0
-    finally:
-        sb.stop()
+def test_retry_after_is_honoured(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sb = make_sandbox("--rate-limit", "20")
+    result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "8")
+    assert result.returncode == 1
+    data = summary(tmp_path)
+    assert data["rows_sent"] == SAMPLE_VALID
+    assert data["status_counts"].get("429", 0) > 0
 
 
 def test_retry_after_pauses_every_worker(tmp_path: Path) -> None:
@@ -138,29 +128,27 @@ def test_retry_after_pauses_every_worker(tmp_path: Path) -> None:
 
 
 def test_revoked_key_stops_within_seconds_with_exit_4_and_every_unsent_row_reported(
+    make_sandbox: MakeSandbox,
     tmp_path: Path,
 ) -> None:
-    sb = start_sandbox(tmp_path, "--reject-key-after", "50", "--latency-ms", "2")
-    try:
-        result = run_cli(
-            sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "4", timeout=60
-        )
-        assert_no_traceback(result)
-        assert result.returncode == 4
-        # Stopped at the first refusal: only the requests already in flight met a 403.
-        assert 1 <= sb.stats()["responses_by_status"]["403"] <= 4
-        assert "credentials" in result.stderr and "METRIX_API_KEY" in result.stderr
-        assert "allow-list" in result.stderr
-        data = summary(tmp_path)
-        assert data["rows_total"] == SAMPLE_ROWS
-        assert data["rows_sent"] == len(stored_ids(sb)) == 50
-        failures = failure_rows(tmp_path / "failures.csv")
-        not_sent = [f for f in failures if f["_stage"] == "not_sent"]
-        assert len(failures) == SAMPLE_ROWS - 50
-        assert len(not_sent) >= SAMPLE_VALID - 50 - 4
-        assert data["aborted"]
-    finally:
-        sb.stop()
+    sb = make_sandbox("--reject-key-after", "50", "--latency-ms", "2")
+    result = run_cli(
+        sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--concurrency", "4", timeout=60
+    )
+    assert_no_traceback(result)
+    assert result.returncode == 4
+    # Stopped at the first refusal: only the requests already in flight met a 403.
+    assert 1 <= sb.stats()["responses_by_status"]["403"] <= 4
+    assert "credentials" in result.stderr and "METRIX_API_KEY" in result.stderr
+    assert "allow-list" in result.stderr
+    data = summary(tmp_path)
+    assert data["rows_total"] == SAMPLE_ROWS
+    assert data["rows_sent"] == len(stored_ids(sb)) == 50
+    failures = failure_rows(tmp_path / "failures.csv")
+    not_sent = [f for f in failures if f["_stage"] == "not_sent"]
+    assert len(failures) == SAMPLE_ROWS - 50
+    assert len(not_sent) >= SAMPLE_VALID - 50 - 4
+    assert data["aborted"]
 
 
 def test_unreachable_endpoint_gives_up_with_exit_4(tmp_path: Path) -> None:
@@ -177,30 +165,29 @@ def test_unreachable_endpoint_gives_up_with_exit_4(tmp_path: Path) -> None:
     assert "endpoint" in data["aborted"]
 
 
-def test_ctrl_c_stops_writes_reports_and_exits_130(tmp_path: Path) -> None:
-    sb = start_sandbox(tmp_path, "--latency-ms", "100")
-    try:
-        env = {**os.environ, **credentials(sb)}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m", str(SAMPLE_MAPPING),
-             "--no-progress", "--concurrency", "2", "--failures", str(tmp_path / "failures.csv"),
-             "--summary-json", str(tmp_path / "summary.json")],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        time.sleep(2.5)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
-        assert "Traceback" not in err
-        assert process.returncode == 130, err
-        data = summary(tmp_path)
-        assert data["rows_total"] == SAMPLE_ROWS
-        assert 0 < data["rows_sent"] < SAMPLE_VALID
-        assert data["rows_sent"] == len(stored_ids(sb))
-        not_sent = [f for f in failure_rows(tmp_path / "failures.csv") if f["_stage"] == "not_sent"]
-        assert len(not_sent) >= SAMPLE_VALID - data["rows_sent"] - 10
-        assert "interrupted" in data["aborted"]
-    finally:
-        sb.stop()
+def test_ctrl_c_stops_writes_reports_and_exits_130(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox("--latency-ms", "100")
+    env = {**os.environ, **credentials(sb)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m", str(SAMPLE_MAPPING),
+         "--no-progress", "--concurrency", "2", "--failures", str(tmp_path / "failures.csv"),
+         "--summary-json", str(tmp_path / "summary.json")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(2.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err
+    assert process.returncode == 130, err
+    data = summary(tmp_path)
+    assert data["rows_total"] == SAMPLE_ROWS
+    assert 0 < data["rows_sent"] < SAMPLE_VALID
+    assert data["rows_sent"] == len(stored_ids(sb))
+    not_sent = [f for f in failure_rows(tmp_path / "failures.csv") if f["_stage"] == "not_sent"]
+    assert len(not_sent) >= SAMPLE_VALID - data["rows_sent"] - 10
+    assert "interrupted" in data["aborted"]
 
 
 def test_a_400_fails_only_its_row_with_the_servers_reason(tmp_path: Path) -> None:
@@ -301,26 +288,25 @@ def test_run_usage_errors_exit_2_before_any_network(
     assert message in result.stderr
 
 
-def test_with_worker_processes_an_abort_still_accounts_for_every_row(tmp_path: Path) -> None:
+def test_with_worker_processes_an_abort_still_accounts_for_every_row(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     from benchmarks.datagen import write_csv
 
     data = tmp_path / "export.csv"
     write_csv(data, 6000, seed=21, invalid_rate=0.0)
-    sb = start_sandbox(tmp_path, "--reject-key-after", "700")
-    try:
-        result = run_cli(sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--workers", "1",
-                         "--concurrency", "4")  # fmt: skip
-        assert result.returncode == 4, result.stderr
-        outcome = summary(tmp_path)
-        assert outcome["rows_total"] == 6000
-        assert outcome["rows_sent"] == len(stored_ids(sb)) == 700
-        failures = failure_rows(tmp_path / "failures.csv")
-        assert len(failures) == 6000 - 700
-        assert sorted(int(f["_row"]) for f in failures) == sorted(
-            set(range(1, 6001)) - set(sent_rows(sb, data))
-        )
-    finally:
-        sb.stop()
+    sb = make_sandbox("--reject-key-after", "700")
+    result = run_cli(sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--workers", "1",
+                     "--concurrency", "4")  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    outcome = summary(tmp_path)
+    assert outcome["rows_total"] == 6000
+    assert outcome["rows_sent"] == len(stored_ids(sb)) == 700
+    failures = failure_rows(tmp_path / "failures.csv")
+    assert len(failures) == 6000 - 700
+    assert sorted(int(f["_row"]) for f in failures) == sorted(
+        set(range(1, 6001)) - set(sent_rows(sb, data))
+    )
 
 
 def test_with_worker_processes_every_row_arrives(
@@ -341,36 +327,35 @@ def sent_rows(sb: Sandbox, data: Path) -> list[int]:
     return [int(user[1:]) for user in users]
 
 
-def test_a_second_ctrl_c_stops_at_once_and_still_leaves_readable_files(tmp_path: Path) -> None:
+def test_a_second_ctrl_c_stops_at_once_and_still_leaves_readable_files(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     # The sandbox holds every request 20 s and the grace is 60 s: after the first Ctrl-C
     # the run waits for its requests; the second must end it before any is answered.
-    sb = start_sandbox(tmp_path, "--latency-ms", "20000")
-    try:
-        env = {**os.environ, **credentials(sb)}
-        stderr_path = tmp_path / "run.stderr"
-        with stderr_path.open("w") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m",
-                 str(SAMPLE_MAPPING), "--no-progress", "--concurrency", "4",
-                 "--grace-seconds", "60", "--failures", str(tmp_path / "failures.csv"),
-                 "--summary-json", str(tmp_path / "summary.json")],
-                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-            )  # fmt: skip
-        wait_for(lambda: sb.stats()["requests"] == 4, "four requests in flight")
-        process.send_signal(signal.SIGINT)
-        wait_for(lambda: "interrupted" in stderr_path.read_text(), "the first Ctrl-C seen")
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-        # Ended while the sandbox still held all four requests: it waited for none.
-        assert sb.stats()["responses_by_status"] == {}
-        err = stderr_path.read_text()
-        assert "Traceback" not in err
-        assert process.returncode == 130
-        data = summary(tmp_path)  # readable, and it accounts for every row it read
-        assert data["rows_sent"] == len(stored_ids(sb)) == 0
-        assert len(failure_rows(tmp_path / "failures.csv")) == data["rows_failed"]
-    finally:
-        sb.stop()
+    sb = make_sandbox("--latency-ms", "20000")
+    env = {**os.environ, **credentials(sb)}
+    stderr_path = tmp_path / "run.stderr"
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m",
+             str(SAMPLE_MAPPING), "--no-progress", "--concurrency", "4",
+             "--grace-seconds", "60", "--failures", str(tmp_path / "failures.csv"),
+             "--summary-json", str(tmp_path / "summary.json")],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        )  # fmt: skip
+    wait_for(lambda: sb.stats()["requests"] == 4, "four requests in flight")
+    process.send_signal(signal.SIGINT)
+    wait_for(lambda: "interrupted" in stderr_path.read_text(), "the first Ctrl-C seen")
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    # Ended while the sandbox still held all four requests: it waited for none.
+    assert sb.stats()["responses_by_status"] == {}
+    err = stderr_path.read_text()
+    assert "Traceback" not in err
+    assert process.returncode == 130
+    data = summary(tmp_path)  # readable, and it accounts for every row it read
+    assert data["rows_sent"] == len(stored_ids(sb)) == 0
+    assert len(failure_rows(tmp_path / "failures.csv")) == data["rows_failed"]
 
 
 def wait_for(condition: Callable[[], bool], what: str, tries: int = 3000) -> None:

@@ -19,7 +19,7 @@ from importer.engine.runner import Runner, SendOptions
 from importer.engine.tally import NoLedger, Tally
 from tests.cli_helpers import SAMPLE_MAPPING, cli
 from tests.e2e import failure_rows, run_cli, stored_ids, summary
-from tests.sandbox_helpers import start_sandbox
+from tests.sandbox_helpers import MakeSandbox
 
 
 class AlwaysOk:
@@ -54,50 +54,49 @@ def test_an_error_inside_a_sending_worker_stops_the_run_instead_of_hanging(tmp_p
     assert runner.abort is not None
 
 
-def test_rows_whose_retries_ran_out_are_sent_again_on_resume(tmp_path: Path) -> None:
+@pytest.mark.e2e
+def test_rows_whose_retries_ran_out_are_sent_again_on_resume(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     data = tmp_path / "export.csv"
     write_csv(data, 40, seed=2, invalid_rate=0.0)
     state = tmp_path / "state.db"
-    failing = start_sandbox(tmp_path, "--fail-rate", "1", "--seed", "1")
-    try:
-        first = run_cli(failing, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state,
-                        "--max-retries", "0")  # fmt: skip
-        assert first.returncode == 1, first.stderr
-        stages = {f["_stage"] for f in failure_rows(tmp_path / "failures.csv")}
-        assert stages == {"not_sent"}
-    finally:
-        failing.stop()
-    healthy = start_sandbox(tmp_path)
-    try:
-        second = run_cli(healthy, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state)
-        assert second.returncode == 0, second.stderr
-        assert len(stored_ids(healthy)) == 40
-        assert summary(tmp_path)["rows_sent"] == 40
-    finally:
-        healthy.stop()
+    failing = make_sandbox("--fail-rate", "1", "--seed", "1")
+    first = run_cli(failing, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state,
+                    "--max-retries", "0")  # fmt: skip
+    assert first.returncode == 1, first.stderr
+    stages = {f["_stage"] for f in failure_rows(tmp_path / "failures.csv")}
+    assert stages == {"not_sent"}
+    failing.stop()
+    healthy = make_sandbox()
+    second = run_cli(healthy, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state)
+    assert second.returncode == 0, second.stderr
+    assert len(stored_ids(healthy)) == 40
+    assert summary(tmp_path)["rows_sent"] == 40
 
 
-def test_after_an_abort_duplicates_are_skipped_not_reported_as_unsent(tmp_path: Path) -> None:
+@pytest.mark.e2e
+def test_after_an_abort_duplicates_are_skipped_not_reported_as_unsent(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     rows = [f"C{i % 30:03d},u{i}@x.co" for i in range(90)]  # every user on three rows
     data = tmp_path / "crm.csv"
     data.write_text("id,email\n" + "\n".join(rows) + "\n", encoding="utf-8")
     mapping = tmp_path / "m.yaml"
     mapping.write_text("user_id: id\nfields: {email: email}\n")
-    sb = start_sandbox(tmp_path, "--reject-key-after", "5")
-    try:
-        result = run_cli(sb, tmp_path, data, "-m", mapping, "--duplicates", "first",
-                         "--concurrency", "1")  # fmt: skip
-        assert result.returncode == 4
-        outcome = summary(tmp_path)
-        assert outcome["rows_total"] == 90 and outcome["rows_sent"] == 5
-        assert outcome["skipped_reasons"] == {"duplicate": 60}
-        unsent = failure_rows(tmp_path / "failures.csv")
-        assert len(unsent) == 25
-        assert all(int(f["_row"]) <= 30 for f in unsent)  # only first occurrences
-    finally:
-        sb.stop()
+    sb = make_sandbox("--reject-key-after", "5")
+    result = run_cli(sb, tmp_path, data, "-m", mapping, "--duplicates", "first",
+                     "--concurrency", "1")  # fmt: skip
+    assert result.returncode == 4
+    outcome = summary(tmp_path)
+    assert outcome["rows_total"] == 90 and outcome["rows_sent"] == 5
+    assert outcome["skipped_reasons"] == {"duplicate": 60}
+    unsent = failure_rows(tmp_path / "failures.csv")
+    assert len(unsent) == 25
+    assert all(int(f["_row"]) <= 30 for f in unsent)  # only first occurrences
 
 
+@pytest.mark.e2e
 def test_a_truncated_gzip_is_a_failure_row_not_a_crash(tmp_path: Path) -> None:
     # Random notes compress badly, so the damage lies well past the first 256 KB the
     # reader samples to detect the encoding (damage there is "unreadable", exit 3).

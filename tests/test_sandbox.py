@@ -20,7 +20,8 @@ import aiohttp
 import pytest
 
 from tests.sandbox_helpers import Reply, Sandbox, sandbox_command, sandbox_env, start_sandbox
-from tests.sandbox_helpers import sandbox as sandbox  # the fixture (explicit re-export)
+
+pytestmark = pytest.mark.e2e  # every test here runs the CLI or the sandbox as a process
 
 
 def uid() -> str:

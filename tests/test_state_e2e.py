@@ -18,8 +18,9 @@ from benchmarks.datagen import HEADER, customer_rows
 from importer.edges.state import StateStore
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, assert_no_traceback, cli
 from tests.e2e import credentials, expected_ids, failure_rows, run_cli, stored_ids, summary
-from tests.sandbox_helpers import Sandbox, start_sandbox
-from tests.sandbox_helpers import sandbox as sandbox
+from tests.sandbox_helpers import MakeSandbox, Sandbox, start_sandbox
+
+pytestmark = pytest.mark.e2e  # every test here runs the CLI or the sandbox as a process
 
 
 def write_export(path: Path, rows: list[list[str]]) -> Path:
@@ -159,62 +160,52 @@ def test_a_stale_lock_file_does_not_block(sandbox: Sandbox, tmp_path: Path) -> N
     assert summary(tmp_path)["rows_sent"] == 290
 
 
-def test_changed_input_is_refused_until_restart(tmp_path: Path) -> None:
+def test_changed_input_is_refused_until_restart(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
     rows = list(customer_rows(300, seed=4, invalid_rate=0.0))
     data = write_export(tmp_path / "export.csv", rows)
     state = tmp_path / "state.db"
-    sb = start_sandbox(tmp_path, "--reject-key-after", "100")
-    try:
-        aborted = run_cli(
-            sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--concurrency", "1"
-        )
-        assert aborted.returncode == 4
-        assert "resumable" in cli("state", state).stdout
-        rows[0][1] = "Changed"
-        write_export(data, rows)
-        refused = run_cli(sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state)
-        assert_no_traceback(refused)
-        assert refused.returncode == 2
-        assert "different input file" in refused.stderr and "--restart" in refused.stderr
-    finally:
-        sb.stop()
-    sb2 = start_sandbox(tmp_path)
-    try:
-        restarted = run_cli(
-            sb2, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--restart"
-        )
-        assert restarted.returncode == 0, restarted.stderr
-        assert summary(tmp_path)["rows_sent"] == 300
-        shown = cli("state", state).stdout
-        assert "abandoned" in shown and "finished" in shown
-    finally:
-        sb2.stop()
+    sb = make_sandbox("--reject-key-after", "100")
+    aborted = run_cli(
+        sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--concurrency", "1"
+    )
+    assert aborted.returncode == 4
+    assert "resumable" in cli("state", state).stdout
+    rows[0][1] = "Changed"
+    write_export(data, rows)
+    refused = run_cli(sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state)
+    assert_no_traceback(refused)
+    assert refused.returncode == 2
+    assert "different input file" in refused.stderr and "--restart" in refused.stderr
+    sb.stop()
+    sb2 = make_sandbox()
+    restarted = run_cli(sb2, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--restart")
+    assert restarted.returncode == 0, restarted.stderr
+    assert summary(tmp_path)["rows_sent"] == 300
+    shown = cli("state", state).stdout
+    assert "abandoned" in shown and "finished" in shown
 
 
-def test_resume_after_revoked_key_sends_only_the_rest(tmp_path: Path) -> None:
+def test_resume_after_revoked_key_sends_only_the_rest(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
     rows = list(customer_rows(200, seed=8, invalid_rate=0.0))
     data = write_export(tmp_path / "export.csv", rows)
     state = tmp_path / "state.db"
-    sb = start_sandbox(tmp_path, "--reject-key-after", "60", "--db", str(tmp_path / "one.db"))
-    try:
-        first = run_cli(
-            sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--concurrency", "1"
-        )
-        assert first.returncode == 4
-        sent_before = len(stored_ids(sb))
-    finally:
-        sb.stop()
-    sb2 = start_sandbox(tmp_path, "--db", str(tmp_path / "one.db"))
-    try:
-        second = run_cli(sb2, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state)
-        assert second.returncode == 0, second.stderr
-        assert "resumed" in second.stdout
-        final = summary(tmp_path)
-        assert final["rows_total"] == 200 and final["rows_sent"] == 200
-        assert final["requests"] == 200 - sent_before
-        assert len(stored_ids(sb2)) == 200
-    finally:
-        sb2.stop()
+    sb = make_sandbox("--reject-key-after", "60", "--db", str(tmp_path / "one.db"))
+    first = run_cli(
+        sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--concurrency", "1"
+    )
+    assert first.returncode == 4
+    sent_before = len(stored_ids(sb))
+    sb.stop()
+    sb2 = make_sandbox("--db", str(tmp_path / "one.db"))
+    second = run_cli(sb2, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state)
+    assert second.returncode == 0, second.stderr
+    assert "resumed" in second.stdout
+    final = summary(tmp_path)
+    assert final["rows_total"] == 200 and final["rows_sent"] == 200
+    assert final["requests"] == 200 - sent_before
+    assert len(stored_ids(sb2)) == 200
 
 
 def test_failure_file_fixed_in_a_spreadsheet_reruns_only_those_rows(
