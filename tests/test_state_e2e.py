@@ -91,20 +91,21 @@ def failures_expected(rows: list[list[str]]) -> list[bool]:
     return [not isinstance(mapper.map_row(row), MappedRow) for row in rows]
 
 
+def nightly(sb: Sandbox, tmp_path: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    """The nightly command: ``run DATA --state tmp_path/state.db --only-changed``."""
+    state = tmp_path / "state.db"
+    return run_cli(sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed")
+
+
 def test_only_changed_sends_nothing_unchanged_and_exactly_the_modified_and_new(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     rows = list(customer_rows(400, seed=3, invalid_rate=0.0))
     data = write_export(tmp_path / "export.csv", rows)
-    state = tmp_path / "state.db"
-    first = run_cli(
-        sandbox, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed"
-    )
+    first = nightly(sandbox, tmp_path, data)
     assert first.returncode == 0, first.stderr
     assert summary(tmp_path)["rows_sent"] == 400
-    second = run_cli(
-        sandbox, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed"
-    )
+    second = nightly(sandbox, tmp_path, data)
     assert second.returncode == 0
     again = summary(tmp_path)
     assert (again["rows_sent"], again["rows_skipped"], again["requests"]) == (0, 400, 0)
@@ -115,9 +116,7 @@ def test_only_changed_sends_nothing_unchanged_and_exactly_the_modified_and_new(
     new_rows = [[f"N{i}", *rows[i][1:]] for i in range(4)]
     write_export(data, rows + new_rows)
     before = sandbox.stats()["accepted_messages"]
-    third = run_cli(
-        sandbox, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed"
-    )
+    third = nightly(sandbox, tmp_path, data)
     assert third.returncode == 0, third.stderr
     last = summary(tmp_path)
     assert (last["rows_sent"], last["rows_skipped"]) == (8, 400 - 4)
@@ -273,18 +272,13 @@ def test_only_changed_ignores_a_new_update_time_when_the_profile_is_the_same(
 ) -> None:
     rows = list(customer_rows(50, seed=31, invalid_rate=0.0))
     data = write_export(tmp_path / "export.csv", rows)
-    state = tmp_path / "state.db"
-    first = run_cli(
-        sandbox, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed"
-    )
+    first = nightly(sandbox, tmp_path, data)
     assert first.returncode == 0, first.stderr
     for row in rows[:10]:
         row[HEADER.index("updated_at")] = "2025-06-01 10:00:00"  # re-exported, same content
     rows[20][HEADER.index("city")] = "Kerman"  # really changed
     write_export(data, rows)
-    again = run_cli(
-        sandbox, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed"
-    )
+    again = nightly(sandbox, tmp_path, data)
     assert again.returncode == 0, again.stderr
     result = summary(tmp_path)
     assert (result["rows_sent"], result["rows_skipped"]) == (1, 49)
