@@ -25,7 +25,7 @@ from importer.errors import EndpointError, RedirectRefused, TransportError
 # Metrix answers are a few hundred bytes; anything far larger is not Metrix talking.
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_HEADER_LINE = 8190  # bytes in the status line or one header (aiohttp's default)
-MAX_HEADERS = 64  # header lines in one answer
+MAX_HEADERS = 128  # header lines in one answer (aiohttp's default; CDNs add a few dozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,11 @@ class HttpTransport:
                 if 300 <= status < 400:
                     location = mask(response.headers.get("Location", ""), self._api_key)
                     raise RedirectRefused(self.endpoint, status, shorten(location))
-                raw = await _read_bounded(response)
+                length = response.content_length
+                if length is not None and length <= MAX_ANSWER_BYTES:
+                    raw = await response.read()  # the common case: one read, nothing to count
+                else:
+                    raw = await _read_bounded(response, length)
                 if 200 <= status < 300:
                     return Response(status)
                 return Response(
@@ -136,12 +140,9 @@ class HttpTransport:
             raise TransportError("connection error", exc.strerror or type(exc).__name__) from None
 
 
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """The answer's body, refused past ``MAX_ANSWER_BYTES`` (the connection is then closed
-    rather than drained)."""
-    length = response.content_length
-    if length is not None and length <= MAX_ANSWER_BYTES:
-        return await response.read()  # the common case: one read, nothing to count
+async def _read_bounded(response: aiohttp.ClientResponse, length: int | None) -> bytes:
+    """An answer of unknown or excessive length: read up to ``MAX_ANSWER_BYTES``, then
+    refuse it (the connection is closed rather than drained)."""
     if length is None:
         parts: list[bytes] = []
         size = 0
