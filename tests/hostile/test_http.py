@@ -103,3 +103,12 @@ def test_a_redirect_stops_the_run_and_nothing_follows_it(tmp_path: Path, status:
     assert len(endpoint.requests) == 1  # the first redirect stopped the run
     assert endpoint.requests[0].headers["x-api-key"] == KEY
     assert_every_row_not_sent(tmp_path, "redirected")
+
+
+def test_a_key_echoed_into_the_location_is_masked(tmp_path: Path) -> None:
+    with servers.serve(servers.redirecting(307, f"https://elsewhere.example/?key={KEY}")) as server:
+        result = run(tmp_path, server.url)
+    assert_clean(result)  # the key appears nowhere in the output
+    assert result.returncode == 4
+    assert "to https://elsewhere.example/?key=****;" in result.stderr
+    assert KEY not in (tmp_path / "failures.csv").read_text(encoding="utf-8-sig")
