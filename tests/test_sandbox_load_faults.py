@@ -5,8 +5,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.sandbox_helpers import Reply, start_sandbox
 from tests.test_sandbox import envelope, user_message
+
+pytestmark = pytest.mark.e2e  # every test here runs the sandbox as a process
 
 
 def test_rate_limit_can_answer_429_without_retry_after(tmp_path: Path) -> None:
