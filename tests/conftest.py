@@ -1,4 +1,4 @@
-"""Shared fixtures, and the rule behind ``make test-fast``.
+"""Shared fixtures, the hypothesis profile, and the rule behind ``make test-fast``.
 
 Every test that starts a subprocess or a server is marked ``e2e`` (``pytestmark =
 pytest.mark.e2e`` for a whole module). Unmarked tests run with process creation and
@@ -16,11 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.e2e import expected_ids
 from tests.sandbox_helpers import Sandbox, start_sandbox
 
 E2E = "e2e"
+
+# Hypothesis fails an example that takes over 200 ms, and a run whose data generation is
+# slow: wall-clock assertions that a loaded machine trips. Examples are checked for what
+# they compute; speed is for make bench.
+settings.register_profile(
+    "metrix-importer", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("metrix-importer")
 _CALL_FAILED = pytest.StashKey[bool]()
 
 

@@ -22,6 +22,8 @@ from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING
 from tests.e2e import failure_rows
 from tests.http_stub import stub_server
 
+pytestmark = pytest.mark.e2e  # a real HTTP server on 127.0.0.1, in a thread
+
 ROWS = 300  # data rows in the sample file
 
 
