@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, assert_no_traceback, cli
 from tests.e2e import credentials, expected_ids, run_cli, stored_ids, summary
 from tests.sandbox_helpers import Sandbox, start_sandbox
-from tests.sandbox_helpers import sandbox as sandbox
+
+pytestmark = pytest.mark.e2e  # every test here runs the CLI and the sandbox as processes
 
 
 def test_default_run_meets_a_hidden_rate_limit_and_still_delivers_every_row(
