@@ -365,3 +365,34 @@ def wait_for(condition: Callable[[], bool], what: str, tries: int = 3000) -> Non
             return
         time.sleep(0.01)
     raise AssertionError(f"never happened: {what}")
+
+
+def test_one_ctrl_c_stops_a_run_held_by_a_long_retry_after(tmp_path: Path) -> None:
+    # Every answer asks for a 5-minute wait: the senders sleep and the queue fills. One
+    # Ctrl-C must still end the run after its grace period, with every row accounted for.
+    from tests.http_stub import stub_server
+
+    def answer(body: dict[str, object]) -> tuple[int, str, dict[str, str]]:
+        return 429, '{"error": "slow down"}', {"Retry-After": "300"}
+
+    with stub_server(answer) as (url, received):
+        env = {**os.environ, "METRIX_APP_ID": "a", "METRIX_API_KEY": "k", "METRIX_ENDPOINT": url}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "importer", "run", str(SAMPLE_CSV), "-m", str(SAMPLE_MAPPING),
+             "--no-progress", "--concurrency", "2", "--grace-seconds", "1",
+             "--failures", str(tmp_path / "failures.csv"),
+             "--summary-json", str(tmp_path / "summary.json")],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received, "the run sent nothing"
+        time.sleep(0.5)  # let the queue fill behind the paused senders
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)  # 300 s if the pause held the stop
+    assert process.returncode == 130, err
+    data = summary(tmp_path)
+    assert data["rows_sent"] == 0 and data["rows_failed"] == SAMPLE_ROWS
+    stages = [row["_stage"] for row in failure_rows(tmp_path / "failures.csv")]
+    assert len(stages) == SAMPLE_ROWS and set(stages) <= {"validate", "not_sent"}

@@ -71,7 +71,8 @@ def connection_options(command: F) -> F:
                           "visible to other users in `ps`)."),
         click.option("--timeout", default=30.0, show_default=True,
                      type=click.FloatRange(min=0.1),
-                     help="Connect and read timeout of each request, in seconds."),
+                     help="Deadline of each whole request (connect, send, the whole answer), "
+                          "in seconds."),
         click.option("--max-retries", default=6, show_default=True, type=click.IntRange(0, 100),
                      help="Retries of one request after 408/429/5xx or a network error."),
         click.option("--give-up-after", default=120.0, show_default=True,

@@ -16,6 +16,7 @@ was sent is always the whole input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -203,15 +204,51 @@ class Runner:
                 body, _ = encode_body(mapped)
                 item = Item(outcome.row, outcome.cells, body, mapped.user_id,
                             fingerprints.get(index, b""), outcome.source, outcome.raw)  # fmt: skip
-                try:
-                    await queue.put(item)
-                except asyncio.CancelledError:
-                    # A hard stop cut the chunk short: its rows are already read.
-                    reason = self.stop.reason
-                    tally.not_sent(item.source, item.row, item.cells, reason)
-                    for left in chunk[index + 1 :]:
-                        tally.unread(left.source, left.row, left.cells, reason, "")
-                    raise
+                if not await self._enqueue(queue, item, chunk[index + 1 :]):
+                    return  # the run is stopping: the rest of the chunk is accounted for
+
+    async def _enqueue(
+        self, queue: asyncio.Queue[Item | None], item: Item, rest: list[Outcome]
+    ) -> bool:
+        """Queue ``item``, waiting for room unless the run stops first.
+
+        Senders held by a long Retry-After pause leave the queue full; a Ctrl-C must not
+        wait for them to make room. When the item is not queued, it and the chunk's
+        remaining rows (already read) are accounted as not sent, and False is returned;
+        a hard stop (cancellation) accounts the same way and re-raises."""
+        try:
+            queue.put_nowait(item)
+            return True
+        except asyncio.QueueFull:
+            pass
+        put = asyncio.ensure_future(queue.put(item))
+        stopping = asyncio.ensure_future(self.stop.reading.wait())
+        cancelled = False
+        try:
+            await asyncio.wait({put, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            cancelled = True
+        finally:
+            stopping.cancel()
+            if not put.done():
+                put.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await put
+        queued = not put.cancelled()
+        if queued and not cancelled:
+            return True
+        self._unsent_rest(None if queued else item, rest)
+        if cancelled:
+            raise asyncio.CancelledError
+        return False
+
+    def _unsent_rest(self, item: Item | None, rest: list[Outcome]) -> None:
+        """The item that was not queued, and the chunk's rows after it (already read)."""
+        reason = self.stop.reason
+        if item is not None:
+            self.tally.not_sent(item.source, item.row, item.cells, reason)
+        for left in rest:
+            self.tally.unread(left.source, left.row, left.cells, reason, "")
 
     async def _finish_workers(self, queue: asyncio.Queue[Item | None]) -> None:
         if self.abort is not None:

@@ -27,7 +27,7 @@ from importer.core.outcome import Stage
 from importer.edges.transport import Transport
 from importer.engine.pacer import Answer, Pacer
 from importer.engine.tally import Tally
-from importer.errors import TransportError
+from importer.errors import RedirectRefused, TransportError
 
 log = logging.getLogger("metrix_importer")
 
@@ -192,6 +192,11 @@ class Sender:
             sent = pacer.now()
             try:
                 response = await self.transport.send(item.body)
+            except RedirectRefused as exc:
+                # Every request would be redirected: stop the run, as for a refused key.
+                self.stop.trigger(Abort(str(exc), AbortCode.ENDPOINT))
+                self.not_sent(item)
+                return None
             except TransportError as exc:
                 self.stats.status_counts[exc.kind] += 1
                 pacer.report(Answer(False, None, sent, pacer.now(), exc.kind))

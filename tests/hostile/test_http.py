@@ -103,6 +103,8 @@ def test_a_redirect_stops_the_run_and_nothing_follows_it(tmp_path: Path, status:
     assert len(endpoint.requests) == 1  # the first redirect stopped the run
     assert endpoint.requests[0].headers["x-api-key"] == KEY
     assert_every_row_not_sent(tmp_path, "redirected")
+    # An abort like any other: the summary is written and says why.
+    assert "redirected the request" in summary(tmp_path)["aborted"]
 
 
 def test_a_key_echoed_into_the_location_is_masked(tmp_path: Path) -> None:
@@ -112,3 +114,4 @@ def test_a_key_echoed_into_the_location_is_masked(tmp_path: Path) -> None:
     assert result.returncode == 4
     assert "to https://elsewhere.example/?key=****;" in result.stderr
     assert KEY not in (tmp_path / "failures.csv").read_text(encoding="utf-8-sig")
+    assert KEY not in (tmp_path / "summary.json").read_text(encoding="utf-8")
