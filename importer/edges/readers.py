@@ -10,83 +10,48 @@ from __future__ import annotations
 
 import codecs
 import csv
-import functools
 import gzip
 import io
-import os
 import re
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 from importer.core.convert import WHITESPACE
-from importer.core.messages import REPORT_COLUMNS
-from importer.edges.report import restore
+from importer.edges import encoding as encodings
+from importer.edges import excel, limits, sniff, xlsx
+from importer.edges.excel import EXCEL_SUFFIXES, excel_cell_text, open_excel
+from importer.edges.source import (
+    ENCODING_NAMES,
+    ReadStats,
+    Record,
+    Source,
+    is_failure_header,
+    make_header,
+    strip_report_columns,
+)
 from importer.errors import SourceError
 
-# (data row number, cells, read problem or None). Data rows are numbered from 1 after
-# the header; blank rows take a number too, so the number plus the header's row is the
-# spreadsheet's own row number.
-Record = tuple[int, list[str], str | None]
+__all__ = [
+    "ReadStats",
+    "Record",
+    "Source",
+    "detect_encoding",
+    "excel_cell_text",
+    "is_failure_header",
+    "list_sheets",
+    "make_header",
+    "open_source",
+    "sniff_delimiter",
+]
 
-EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 SAMPLE_BYTES = 256 * 1024
-# Whole-sheet (fast) Excel reading is used up to this file size; larger workbooks are
-# streamed row by row with openpyxl so memory stays bounded.
-FAST_EXCEL_MAX_BYTES = 40 * 1024 * 1024
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_ENCODING_NAMES = {
-    "utf-8": "UTF-8",
-    "utf-8-sig": "UTF-8 (with BOM)",
-    "utf-16": "UTF-16",
-    "cp1256": "Windows-1256",
-    "cp1252": "Windows-1252",
-    "latin-1": "Latin-1",
-}
-
-
-@dataclass
-class ReadStats:
-    """What the reader saw besides data rows."""
-
-    blank_rows: int = 0
-
-
-@dataclass
-class Source:
-    """An opened input: its header and a one-shot stream of its records."""
-
-    path: str
-    kind: str  # "csv" | "excel"
-    header: list[str]  # unique names used by the mapping ("name", "name#2")
-    display_header: list[str]  # the header cells as written, for the failure CSV
-    records: Iterator[Record]
-    encoding: str | None = None
-    encoding_detected: bool = False
-    delimiter: str | None = None
-    sheet: str | None = None
-    size_bytes: int = 0
-    total_rows: int | None = None  # known up front for Excel
-    is_failure_file: bool = False
-    stats: ReadStats = field(default_factory=ReadStats)
-    bytes_read: Callable[[], int] = lambda: 0
-
-    def describe(self) -> str:
-        """One line a person can check: what was read, and how."""
-        if self.kind == "excel":
-            return f"{self.path}: Excel, sheet '{self.sheet}'"
-        name = _ENCODING_NAMES.get(self.encoding or "", self.encoding or "?")
-        how = "detected" if self.encoding_detected else "given"
-        shown = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
-        return (
-            f"{self.path}: CSV, encoding {name} ({how}), "
-            f"delimiter {shown.get(self.delimiter or '', repr(self.delimiter))}"
-        )
+csv.field_size_limit(limits.CSV_FIELD_BYTES.value * 1024)
 
 
 def open_source(
@@ -109,7 +74,7 @@ def open_source(
     try:
         size = file.stat().st_size
         with open(file, "rb") as probe:
-            head = probe.read(8)
+            head = probe.read(4096)
     except OSError as exc:
         raise SourceError(name, f"cannot open the file ({exc.strerror})") from None
     if size == 0:
@@ -122,17 +87,86 @@ def open_source(
             "this is an old-style .xls workbook or a password-protected Excel file",
             "Remove the password, or save it as .xlsx or CSV (UTF-8) and try again.",
         )
-    if head.startswith(b"PK\x03\x04") or file.suffix.lower() in EXCEL_SUFFIXES:
-        return _open_excel(file, name, size, sheet, header_row)
+    sniff.refuse_non_tabular(name, head)
+    if head.startswith(b"PK\x03\x04"):
+        member = _csv_member(file, name, sheet)
+        if member is not None:
+            return _open_csv(file, name, size, encoding, delimiter, header_row, member)
+        return open_excel(file, name, size, sheet, header_row)
+    if file.suffix.lower() in EXCEL_SUFFIXES:
+        return open_excel(file, name, size, sheet, header_row)
     return _open_csv(file, name, size, encoding, delimiter, header_row)
+
+
+def list_sheets(path: str | Path) -> list[str]:
+    """The worksheets of a workbook, or the CSV files of a zip archive (``--sheet all``)."""
+    file = Path(path)
+    if file.is_file() and zipfile.is_zipfile(file):
+        members = zip_members(file, str(path))
+        if members is not None:
+            return members
+    return excel.list_sheets(path)
+
+
+# --- zip archives of CSV files ---------------------------------------------------------
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+
+
+def zip_members(file: Path, name: str) -> list[str] | None:
+    """The CSV files inside a zip archive, or None when the zip is a workbook."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+            if "[Content_Types].xml" in names:
+                return None
+            xlsx.check_zip(archive, name)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    files = [n for n in names if not n.endswith("/") and not n.startswith("__MACOSX/")]
+    tabular = [n for n in files if n.lower().endswith(CSV_SUFFIXES)]
+    if not tabular:
+        shown = ", ".join(files[:5]) or "nothing"
+        raise SourceError(
+            name,
+            f"this zip archive is not an Excel workbook and holds no CSV file (it holds {shown})",
+            "Unzip it and give the CSV or Excel files inside.",
+        )
+    return tabular
+
+
+def _csv_member(file: Path, name: str, sheet: str | int | None) -> str | None:
+    members = zip_members(file, name)
+    if members is None:
+        return None
+    if sheet is None and len(members) == 1:
+        return members[0]
+    if isinstance(sheet, str) and sheet in members:
+        return sheet
+    numeric = isinstance(sheet, int) or (isinstance(sheet, str) and sheet.isdigit())
+    if numeric and sheet is not None and int(sheet) < len(members):
+        return members[int(sheet)]
+    listed = ", ".join(f"'{m}'" for m in members[:10])
+    raise SourceError(
+        name,
+        f"this zip archive holds {len(members)} CSV files ({listed})",
+        "Read them all with --sheet all, or one with --sheet NAME.",
+    )
 
 
 # --- CSV -----------------------------------------------------------------------------
 
 
-def _open_binary(file: Path) -> tuple[IO[bytes], IO[bytes]]:
-    """The byte stream (decompressed if gzip) and the raw file (for progress)."""
-    raw: IO[bytes] = open(file, "rb")  # noqa: SIM115 - closed by the records generator
+def _open_binary(file: Path, member: str | None = None) -> tuple[IO[bytes], IO[bytes]]:
+    """The byte stream (decompressed if gzip or zipped) and the stream progress is
+    measured on."""
+    raw: IO[bytes]
+    if member is not None:
+        archive = zipfile.ZipFile(file)  # closed with the member stream below
+        raw = archive.open(member)
+        archive.close()  # the member stream keeps the file open until it is closed
+    else:
+        raw = open(file, "rb")  # noqa: SIM115 - closed by the records generator
     if raw.read(2) == b"\x1f\x8b":
         raw.seek(0)
         unzipped = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
@@ -141,36 +175,40 @@ def _open_binary(file: Path) -> tuple[IO[bytes], IO[bytes]]:
     return raw, raw
 
 
-def detect_encoding(sample: bytes) -> str:
-    """UTF-8 (with or without BOM), UTF-16 (BOM), Windows-1256 or Windows-1252.
+def detect_encoding(sample: bytes, name: str = "") -> str:
+    """The encoding a sample is in (see ``importer.edges.encoding``)."""
+    return encodings.detect(sample, name, at_end=False).encoding
 
-    Legacy Persian exports are Windows-1256; Western ones Windows-1252. They share no
-    reliable marker, so the bytes decide: Persian letters come in runs of high bytes
-    and include bytes Windows-1252 does not define (پ چ ژ گ), while Western text has
-    isolated accented letters between ASCII ones.
-    """
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    high = [i for i, byte in enumerate(sample) if byte >= 0x80]
-    if any(sample[i] in (0x81, 0x8D, 0x8E, 0x90) for i in high):
-        return "cp1256"
-    positions = set(high)
-    paired = sum(1 for i in high if i - 1 in positions or i + 1 in positions)
-    return "cp1256" if paired > len(high) / 2 else "cp1252"
+
+def _later_sample(stream: IO[bytes], first: bytes) -> tuple[bytes, int]:
+    """After a pure-ASCII first sample: a sample from the first line holding a byte
+    above 127 (and that line's number), or (b"", 0) when the whole file is ASCII."""
+    consumed = first.count(b"\n")  # newlines before ``carry`` (which holds none)
+    carry = first[first.rfind(b"\n") + 1 :]
+    while True:
+        chunk = stream.read(4 * 1024 * 1024)
+        if not chunk:
+            return b"", 0
+        block = carry + chunk
+        if block.isascii():
+            consumed += chunk.count(b"\n")
+            carry = block[block.rfind(b"\n") + 1 :]
+            continue
+        index = next(i for i, byte in enumerate(block) if byte >= 0x80)
+        start = block.rfind(b"\n", 0, index) + 1
+        line = consumed + block.count(b"\n", 0, start)
+        sample = block[start:] + stream.read(SAMPLE_BYTES)
+        return sample[:SAMPLE_BYTES], line + 1
 
 
 def sniff_delimiter(lines: list[str]) -> str:
     """The candidate (, ; tab |) that splits the first lines most consistently."""
     best, best_score = ",", 0
     for candidate in (",", ";", "\t", "|"):
-        counts = [len(row) - 1 for row in csv.reader(lines, delimiter=candidate) if row]
+        try:
+            counts = [len(row) - 1 for row in csv.reader(lines, delimiter=candidate) if row]
+        except csv.Error:  # a field over the limit: the header reader reports it
+            continue
         if not counts:
             continue
         score = min(counts)
@@ -201,60 +239,109 @@ class _Lines:
 
 
 def _open_csv(
-    file: Path, name: str, size: int, encoding: str, delimiter: str, header_row: int
+    file: Path,
+    name: str,
+    size: int,
+    encoding: str,
+    delimiter: str,
+    header_row: int,
+    member: str | None = None,
 ) -> Source:
-    stream, raw = _open_binary(file)
+    stream, raw = _open_binary(file, member)
+    note = ""
     try:
         sample = stream.read(SAMPLE_BYTES)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raw.close()
+        if member is not None:
+            size = max(size, _member_size(file, member))
+        sniff.refuse_non_tabular(name, sample[:4096])
+        _refuse_binary(name, sample, encoding)
+        detected = encoding == "auto"
+        if detected:
+            encoding, note = _detect(stream, sample, name)
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise SourceError(name, f"cannot read the compressed file ({exc})") from None
-    detected = encoding == "auto"
-    if detected:
-        encoding = detect_encoding(sample)
-    if b"\x00" in sample[:4096] and not encoding.startswith("utf-16"):
+    finally:
         raw.close()
-        raise SourceError(
-            name,
-            "this is not a text spreadsheet (it contains binary data)",
-            "Give a CSV, TSV or Excel (.xlsx) file.",
-        )
     head_lines = sample.decode(encoding, errors="replace").splitlines(keepends=True)
-    raw.close()
+    dialect = _Dialect(file, encoding, ",", 0, ReadStats(), _Position(), member)
     if delimiter == "auto":
-        sample_lines = head_lines[header_row - 1 : header_row + 50]
+        first = _first_line_with_data(head_lines)
+        sample_lines = head_lines[first + header_row - 1 : first + header_row + 50]
         delimiter = sniff_delimiter(sample_lines[:-1] if len(sample_lines) > 1 else sample_lines)
-    header_cells, header_lines = _read_header(file, name, encoding, delimiter, header_row)
+    dialect.delimiter = delimiter
+    header_cells, header_lines = _read_header(dialect, name, header_row)
     header, display = make_header(header_cells)
     if _SURROGATE.search("".join(header_cells)):
         raise SourceError(
             name,
-            f"the header is not valid {_ENCODING_NAMES.get(encoding, encoding)} text",
+            f"the header is not valid {ENCODING_NAMES.get(encoding, encoding)} text",
             "Give the right encoding with --encoding (for example windows-1256 or utf-8).",
         )
     failure_file = is_failure_header(header)
-    position = _Position()
     source = Source(
-        path=name,
+        path=name if member is None else f"{name}:{member}",
         kind="csv",
         header=header,
         display_header=display,
         records=iter(()),
         encoding=encoding,
         encoding_detected=detected,
+        encoding_note=note,
         delimiter=delimiter,
         size_bytes=size,
         is_failure_file=failure_file,
-        bytes_read=position.tell,
+        bytes_read=dialect.position.tell,
     )
-    dialect = _Dialect(file, encoding, delimiter, len(header), source.stats, position)
+    dialect.width, dialect.stats = len(header), source.stats
     records = _csv_records(dialect, header_lines + 1)
     if failure_file:
-        source.header, source.display_header, records = _strip_report_columns(
+        source.header, source.display_header, records = strip_report_columns(
             header, display, records
         )
     source.records = records
     return source
+
+
+def _refuse_binary(name: str, sample: bytes, encoding: str) -> None:
+    utf16 = encoding.lower().startswith("utf-16") or sample.startswith(
+        (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    )
+    if b"\x00" in sample[:4096] and not utf16:
+        raise SourceError(
+            name,
+            "this is not a text spreadsheet (it contains binary data)",
+            "Give a CSV, TSV or Excel (.xlsx) file.",
+        )
+
+
+def _member_size(file: Path, member: str) -> int:
+    with zipfile.ZipFile(file) as archive:
+        return archive.getinfo(member).file_size
+
+
+def _detect(stream: IO[bytes], sample: bytes, name: str) -> tuple[str, str]:
+    """The encoding by evidence; a pure-ASCII head is judged again at its first
+    non-ASCII line so a legacy export is not read as UTF-8 on the strength of its
+    first 256 KB alone."""
+    at_end = len(sample) < SAMPLE_BYTES
+    if at_end or not sample.isascii():
+        verdict = encodings.detect(sample, name, at_end=at_end)
+        return verdict.encoding, verdict.note
+    later, line = _later_sample(stream, sample)
+    if not later:
+        return "utf-8", ""
+    verdict = encodings.detect(later, name, at_end=len(later) < SAMPLE_BYTES)
+    shown = ENCODING_NAMES.get(verdict.encoding, verdict.encoding)
+    note = f"the first non-ASCII text is on line {line:,}; it reads as {shown}"
+    return verdict.encoding, "; ".join(filter(None, (note, verdict.note)))
+
+
+def _first_line_with_data(lines: list[str]) -> int:
+    """Blank lines above the header (some exports start with them) do not count."""
+    for index, line in enumerate(lines):
+        if line.strip(WHITESPACE):
+            return index
+    return 0
 
 
 # Decoding errors, counted by our codec error handler (it otherwise behaves like
@@ -296,12 +383,15 @@ class _Dialect:
     width: int
     stats: ReadStats
     position: _Position
+    member: str | None = None  # the CSV inside a zip archive
 
-    def open_text(self, first_line: int) -> tuple[IO[str], IO[bytes]] | None:
+    def open_text(
+        self, first_line: int, errors: str = "metrix-escape"
+    ) -> tuple[IO[str], IO[bytes]] | None:
         """The text from physical line ``first_line`` on; None when the file ends first."""
-        stream, raw = _open_binary(self.file)
+        stream, raw = _open_binary(self.file, self.member)
         self.position.raw = raw
-        text = io.TextIOWrapper(stream, encoding=self.encoding, errors="metrix-escape", newline="")
+        text = io.TextIOWrapper(stream, encoding=self.encoding, errors=errors, newline="")
         for _ in range(first_line - 1):
             if not text.readline():
                 raw.close()
@@ -309,16 +399,22 @@ class _Dialect:
         return text, raw
 
 
-def _read_header(
-    file: Path, name: str, encoding: str, delimiter: str, header_row: int
-) -> tuple[list[str], int]:
-    """The header row's cells and how many physical lines it and the lines above take."""
-    stream, raw = _open_binary(file)
+def _too_long(exc: csv.Error) -> bool:
+    return "field limit" in str(exc)
+
+
+def _read_header(dialect: _Dialect, name: str, header_row: int) -> tuple[list[str], int]:
+    """The header row's cells and how many physical lines it and the lines above take.
+
+    Blank lines above the first line with data are skipped (some exports start so)."""
+    opened = dialect.open_text(1, errors="surrogateescape")
+    assert opened is not None
+    text, raw = opened
     try:
-        text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
-        reader = csv.reader(text, delimiter=delimiter, strict=False)
+        reader = csv.reader(text, delimiter=dialect.delimiter, strict=False)
         cells: list[str] | None = None
-        for _ in range(header_row):
+        counted = 0
+        while counted < header_row:
             try:
                 cells = next(reader)
             except StopIteration:
@@ -328,9 +424,18 @@ def _read_header(
                     "Check `header_row:` in the mapping (or --header-row).",
                 ) from None
             except csv.Error as exc:
-                raise SourceError(name, f"the header line cannot be read ({exc})") from None
+                line = reader.line_num
+                if _too_long(exc):
+                    raise limits.CSV_FIELD_BYTES.refuse(
+                        name, f"line {line}, the header, has a field too long to be a column name"
+                    ) from None
+                raise SourceError(name, f"line {line}: the header cannot be read ({exc})") from None
+            if counted or any(cell.strip(WHITESPACE) for cell in cells):
+                counted += 1
         assert cells is not None
         return cells, reader.line_num
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(name, f"cannot read the file ({exc})") from None
     finally:
         raw.close()
 
@@ -359,7 +464,9 @@ def _fast_records(
         return None
     text, raw = opened
     width, stats = dialect.width, dialect.stats
-    reader = csv.reader(text, delimiter=dialect.delimiter, strict=False)
+    # strict: a bare quote inside a quoted field hands the record to the careful
+    # reader, which reports it instead of reading it changed.
+    reader = csv.reader(text, delimiter=dialect.delimiter, strict=True)
     number = 0
     seen = 0  # lines consumed so far
     try:
@@ -439,6 +546,9 @@ def _careful_records(dialect: _Dialect, first_line: int, number: int) -> Iterato
                 number += 1
                 consumed = list(lines.consumed)
                 line_no += len(consumed)
+                if _too_long(exc):
+                    yield number, [_shortened(consumed)], _field_too_long(start)
+                    continue
                 if len(consumed) > 1:  # an open quote swallowed the lines after it
                     lines.pending.extendleft(reversed(consumed[1:]))
                     line_no = start
@@ -452,7 +562,9 @@ def _careful_records(dialect: _Dialect, first_line: int, number: int) -> Iterato
             number += 1
             multiline = len(consumed) > 1
             if len(row) == width and not (multiline and _quote_left_open(consumed, delimiter)):
-                if not any(row):
+                if not multiline and '"' in consumed[0] and _quote_left_open(consumed, delimiter):
+                    yield number, _split_plain(consumed), _bare_quote(start)
+                elif not any(row):
                     stats.blank_rows += 1
                 elif _SURROGATE.search(consumed[0]) or (
                     multiline and _SURROGATE.search("".join(consumed))
@@ -477,6 +589,26 @@ def _careful_records(dialect: _Dialect, first_line: int, number: int) -> Iterato
             yield number, row, _width_problem(start, len(row), width)
     finally:
         raw.close()
+
+
+def _bare_quote(line: int) -> str:
+    return (
+        f'line {line}: a quote (") inside a quoted field is not doubled, so the field '
+        'cannot be read exactly; write it as "" (as in "The ""Best"" Shop")'
+    )
+
+
+def _field_too_long(line: int) -> str:
+    limit = limits.CSV_FIELD_BYTES
+    return (
+        f"line {line}: has a field longer than the limit of {limit.value:,} KB; "
+        f"if it is genuine, raise the limit: {limit.env}={limit.value * 4}"
+    )
+
+
+def _shortened(lines: list[str]) -> str:
+    text = "".join(lines).rstrip("\r\n")
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _quote_left_open(lines: list[str], delimiter: str) -> bool:
@@ -505,269 +637,8 @@ def _unescape(row: list[str]) -> list[str]:
 
 
 def _undecodable(line: int, encoding: str) -> str:
-    name = _ENCODING_NAMES.get(encoding, encoding)
+    name = ENCODING_NAMES.get(encoding, encoding)
     return (
         f"line {line}: has bytes that are not valid {name} text; "
         "fix the encoding with --encoding if many rows show this"
     )
-
-
-def make_header(cells: list[str]) -> tuple[list[str], list[str]]:
-    """Unique, trimmed header names; blank ones become ``column_N``, repeats ``name#2``."""
-    display = [cell.strip(WHITESPACE) for cell in cells]
-    seen: dict[str, int] = {}
-    names: list[str] = []
-    for position, cell in enumerate(display, start=1):
-        name = cell or f"column_{position}"
-        count = seen.get(name, 0) + 1
-        seen[name] = count
-        names.append(name if count == 1 else f"{name}#{count}")
-    return names, display
-
-
-def is_failure_header(header: list[str]) -> bool:
-    """Whether a header is that of a failure CSV written by this tool."""
-    return header[:3] == ["_row", "_stage", "_error"]
-
-
-def _strip_report_columns(
-    header: list[str], display: list[str], records: Iterator[Record]
-) -> tuple[list[str], list[str], Iterator[Record]]:
-    """Read a failure CSV back as the original data: drop report columns, undo neutralising."""
-    keep = [i for i, name in enumerate(header) if name not in REPORT_COLUMNS]
-
-    def restored() -> Iterator[Record]:
-        for number, cells, problem in records:
-            if problem is None:
-                yield number, [restore(cells[i]) for i in keep], None
-            else:
-                yield number, [restore(c) for c in cells], problem
-
-    return [restore(header[i]) for i in keep], [restore(display[i]) for i in keep], restored()
-
-
-# --- Excel ---------------------------------------------------------------------------
-
-
-def excel_cell_text(value: Any) -> str:
-    """One documented text form per Excel cell type.
-
-    Numbers keep their exact text (9121122333, not 9121122333.0; 0.1, not
-    0.1000000001); dates become ISO text (date-only when the time is midnight);
-    booleans become true/false; empty cells become "".
-    """
-    convert = _CELL_TEXT.get(type(value))
-    if convert is not None:
-        return convert(value)
-    if value is None:
-        return ""
-    return str(value)
-
-
-def _float_text(value: float) -> str:
-    if value.is_integer() and abs(value) < 1e16:
-        return str(int(value))
-    return repr(value)
-
-
-def _datetime_text(value: datetime) -> str:
-    if value.time() == time(0):
-        return value.date().isoformat()
-    return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
-
-
-# By exact type: one dictionary look-up per cell instead of a chain of isinstance.
-_CELL_TEXT: dict[type, Callable[[Any], str]] = {
-    str: str,
-    float: _float_text,
-    int: str,
-    bool: lambda value: "true" if value else "false",
-    datetime: _datetime_text,
-    date: date.isoformat,
-    time: time.isoformat,
-    timedelta: str,
-}
-
-
-def list_sheets(path: str | Path) -> list[str]:
-    """The worksheet names of a workbook, in order (for ``--sheet all``)."""
-    name = str(path)
-    file = Path(path)
-    if not file.exists():
-        raise SourceError(name, "the file does not exist", "Check the path and try again.")
-    if file.suffix.lower() not in EXCEL_SUFFIXES and not zipfile.is_zipfile(file):
-        raise SourceError(name, "--sheet all needs an Excel workbook (.xlsx)")
-    import python_calamine as calamine
-
-    try:
-        book = calamine.CalamineWorkbook.from_path(name)
-        names = [meta.name for meta in book.sheets_metadata if _is_worksheet(meta)]
-    except Exception as exc:  # calamine raises several unrelated types for broken files
-        raise SourceError(
-            name, f"this Excel file cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
-    return names or list(book.sheet_names)
-
-
-def _open_excel(
-    file: Path, name: str, size: int, sheet: str | int | None, header_row: int
-) -> Source:
-    if not zipfile.is_zipfile(file):
-        raise SourceError(
-            name,
-            "this is not a valid Excel workbook (the .xlsx container is damaged)",
-            "Open it in Excel and save it again as .xlsx, or export it as CSV.",
-        )
-    if size <= FAST_EXCEL_MAX_BYTES and os.environ.get("METRIX_EXCEL_READER") != "streaming":
-        rows, sheet_name, total = _calamine_rows(file, name, sheet)
-    else:
-        rows, sheet_name, total = _openpyxl_rows(file, name, sheet)
-    header_cells: list[Any] | None = None
-    for _ in range(header_row):
-        header_cells = next(rows, None)
-        if header_cells is None:
-            raise SourceError(
-                name,
-                f"sheet '{sheet_name}' has fewer than {header_row} rows, so there is no header",
-                "Check the sheet (--sheet) and `header_row:`.",
-            )
-    assert header_cells is not None
-    header, display = make_header([excel_cell_text(v) for v in header_cells])
-    while header and header[-1].startswith("column_") and not display[-1]:
-        header.pop()
-        display.pop()
-    if not header:
-        raise SourceError(name, f"the header row of sheet '{sheet_name}' is empty")
-    source = Source(
-        path=name,
-        kind="excel",
-        header=header,
-        display_header=display,
-        records=iter(()),
-        sheet=sheet_name,
-        size_bytes=size,
-        total_rows=None if total is None else max(total - header_row, 0),
-        is_failure_file=is_failure_header(header),
-    )
-    records = _excel_records(rows, len(header), source.stats)
-    if source.is_failure_file:
-        source.header, source.display_header, records = _strip_report_columns(
-            header, display, records
-        )
-    source.records = records
-    return source
-
-
-def _excel_records(rows: Iterator[Any], width: int, stats: ReadStats) -> Iterator[Record]:
-    number = 0
-    for values in rows:
-        number += 1
-        cells = [excel_cell_text(v) for v in values]
-        if len(cells) < width:
-            cells.extend([""] * (width - len(cells)))
-        elif len(cells) > width:
-            extra = cells[width:]
-            cells = cells[:width]
-            if any(extra):
-                yield (
-                    number,
-                    cells + extra,
-                    (
-                        f"has values in {len(extra)} column(s) to the right of the header's "
-                        "last column"
-                    ),
-                )
-                continue
-        if not any(cell.strip(WHITESPACE) for cell in cells):
-            stats.blank_rows += 1
-            continue
-        yield number, cells, None
-
-
-def _pick_sheet(name: str, names: list[str], sheet: str | int | None) -> str:
-    if sheet is None:
-        return names[0]
-    if isinstance(sheet, int) or (
-        isinstance(sheet, str) and sheet.isdigit() and sheet not in names
-    ):
-        index = int(sheet)
-        if index < len(names):
-            return names[index]
-    elif sheet in names:
-        return sheet
-    listed = ", ".join(f"'{n}'" for n in names)
-    raise SourceError(
-        name,
-        f"the workbook has no sheet {sheet!r}",
-        f"Its sheets are: {listed} (or use a 0-based index with --sheet).",
-    )
-
-
-def _calamine_rows(
-    file: Path, name: str, sheet: str | int | None
-) -> tuple[Iterator[Any], str, int | None]:
-    """Whole-sheet reader: fast (~60k rows/s) but holds the sheet in memory."""
-    info = file.stat()
-    data, chosen = _calamine_sheet(str(file.resolve()), info.st_mtime_ns, info.st_size, name, sheet)
-    return iter(data.iter_rows()), chosen, data.total_height
-
-
-@functools.lru_cache(maxsize=1)
-def _calamine_sheet(
-    path: str, mtime_ns: int, size: int, name: str, sheet: str | int | None
-) -> tuple[Any, str]:
-    """The loaded sheet, kept for the next open of the same unchanged file.
-
-    A run opens each input twice or three times (to check its header against the
-    mapping, to find duplicates, to read it); loading a big sheet is most of the cost
-    of reading it, so it happens once.
-    """
-    import python_calamine as calamine
-
-    try:
-        book = calamine.CalamineWorkbook.from_path(path)
-        names = [meta.name for meta in book.sheets_metadata if _is_worksheet(meta)]
-        chosen = _pick_sheet(name, names or list(book.sheet_names), sheet)
-        return book.get_sheet_by_name(chosen), chosen
-    except SourceError:
-        raise
-    except calamine.PasswordError:
-        raise SourceError(
-            name, "the workbook is password-protected", "Remove the password and save it again."
-        ) from None
-    except Exception as exc:  # calamine raises several unrelated types for broken files
-        raise SourceError(
-            name,
-            f"this Excel file cannot be read ({type(exc).__name__}: {exc})",
-            "Open it in Excel and save it again as .xlsx, or export it as CSV.",
-        ) from None
-
-
-def _is_worksheet(meta: Any) -> bool:
-    return "WorkSheet" in str(getattr(meta, "typ", "WorkSheet"))
-
-
-def _openpyxl_rows(
-    file: Path, name: str, sheet: str | int | None
-) -> tuple[Iterator[Any], str, int | None]:
-    """Streaming reader for big workbooks: flat memory, slower."""
-    import openpyxl
-
-    try:
-        book = openpyxl.load_workbook(file, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types for broken files
-        raise SourceError(
-            name,
-            f"this Excel file cannot be read ({type(exc).__name__}: {exc})",
-            "Open it in Excel and save it again as .xlsx, or export it as CSV.",
-        ) from None
-    chosen = _pick_sheet(name, list(book.sheetnames), sheet)
-    worksheet = book[chosen]
-
-    def rows() -> Iterator[Any]:
-        try:
-            yield from worksheet.iter_rows(values_only=True)
-        finally:
-            book.close()
-
-    return rows(), chosen, worksheet.max_row

@@ -7,7 +7,6 @@ worker pool that maps rows, and what the reports need to know about the inputs
 
 from __future__ import annotations
 
-import glob
 import logging
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from importer import __version__
 from importer.core.config import Mapping
 from importer.core.messages import RowMapper
 from importer.edges.duplicates import DuplicatePlan, id_stream, no_plan, plan_duplicates
+from importer.edges.paths import expand_paths
 from importer.edges.readers import Record, Source, list_sheets, open_source
 from importer.edges.report import FailureWriter
 from importer.engine.parallel import MapPool, RawCheck, Unchanged, default_workers
@@ -45,15 +45,7 @@ def expand_inputs(patterns: Sequence[str], mapping: Mapping) -> list[Input]:
     """Paths and quoted globs to inputs, with the mapping's sheet (where the CLI's
     ``--sheet`` has put it); ``all`` makes one input per sheet."""
     sheet = mapping.source.sheet
-    paths: list[str] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            found = sorted(glob.glob(pattern))
-            if not found:
-                raise SourceError(pattern, "no file matches this pattern", "Check the quoted glob.")
-            paths += found
-        else:
-            paths.append(pattern)
+    paths = expand_paths(patterns)
     if len(set(paths)) != len(paths):
         raise UsageProblem("the same file is named twice; give each input once")
     several = len(paths) > 1
@@ -73,6 +65,7 @@ class Job:
 
     def __init__(self, inputs: list[Input], mapping: Mapping, run_time_ms: int) -> None:
         self.inputs = inputs
+        self.read_warnings: Counter[str] = Counter()  # added by Reading as it reads
         self.mapping = mapping
         self.run_time_ms = run_time_ms
         self.mappers: dict[str, RowMapper] = {}
@@ -160,8 +153,9 @@ class Job:
             self._pool = None
 
     def warnings(self) -> Counter[str]:
-        """Soft-limit warnings from every mapper, wherever it ran."""
-        found: Counter[str] = Counter()
+        """Soft-limit warnings from every mapper, wherever it ran, and what the readers
+        saw (values in unlabelled columns, long runs of empty rows)."""
+        found: Counter[str] = Counter(self.read_warnings)
         for mapper in self.mappers.values():
             found.update(mapper.warnings)
         if self._pool is not None:

@@ -59,6 +59,7 @@ class Reading:
                 else:
                     yield outcome
             self.blank_rows += source.stats.blank_rows
+            job.read_warnings.update(source.stats.warnings)
         self._index, self._current = len(job.inputs), None
 
     def _duplicated(self, outcome: Outcome, count: int) -> Outcome:
