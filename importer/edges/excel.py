@@ -284,7 +284,7 @@ def excel_records(
                 run += 1
                 continue
             if run > empty_limit:
-                stats.warnings[f"a run of more than {empty_limit:,} empty rows was skipped"] += 1
+                _skipped(stats, run, row_number)
             run = 0
             if len(cells) < width:
                 cells.extend([""] * (width - len(cells)))
@@ -295,6 +295,8 @@ def excel_records(
                 yield number, cells, _error_problem(errors)
             else:
                 yield number, cells, None
+        if run > empty_limit:
+            _skipped(stats, run, previous + 1)
     except xlsx.TruncatedSheet as exc:
         yield (
             previous - header_number + 1,
@@ -302,6 +304,12 @@ def excel_records(
             f"row {previous + 1}: the sheet is damaged or cut short from here on ({exc}); "
             "the rows after this point could not be read. Save or copy the workbook again",
         )
+
+
+def _skipped(stats: ReadStats, run: int, next_row: int) -> None:
+    """A long run of empty rows (often formatting down to the sheet's last row)."""
+    first, last = next_row - run, next_row - 1
+    stats.warnings[f"{run:,} empty rows in a row were skipped (sheet rows {first:,}-{last:,})"] += 1
 
 
 def _error_problem(errors: list[tuple[str, Any]]) -> str:

@@ -478,7 +478,7 @@ def _iso_value(raw: str) -> Any:
 
 _TWO_LETTERS = re.compile(rb' r="([A-Z]{2,3})\d')
 _SEVEN_DIGITS = re.compile(rb' r="[A-Z]{0,3}(\d{7,})"')
-_LAST_ROWS = re.compile(rb' r="[A-Z]{0,3}(\d+)"')
+_LAST_ROWS = re.compile(rb' r="([A-Z]{0,3})(\d+)"')
 # Text with leading or trailing white space and no xml:space="preserve": calamine trims
 # it (losing the space between "Regular " and "Bold" in rich text); the streaming
 # reader keeps it as written, as Excel and LibreOffice show it.
@@ -530,9 +530,10 @@ def scan_sheet(book: zipfile.ZipFile, part: str, name: str) -> SheetScan:
         raise _damaged(name, f"{part}: {exc}") from None
     except KeyError:
         return scan
-    last = _LAST_ROWS.findall(tail[-65536:])
-    if last:
-        scan.rows = max(scan.rows, max(int(d) for d in last))
+    for letters, digits in _LAST_ROWS.findall(tail[-65536:]):
+        scan.rows = max(scan.rows, int(digits))
+        if (len(letters), letters) > (len(widest), widest):
+            widest = letters
     scan.columns = column_index(widest.decode() + "1") + 1
     scan.far_cell = f"{widest.decode()}{scan.rows}"
     return scan
