@@ -225,6 +225,12 @@ def _source(name: str, size: int, sheet: str, rows: Rows, header_row: int, last_
         if number >= target:
             header_cells, header_number = (values if number == target else []), target
             break
+    if not target:
+        raise SourceError(
+            name,
+            f"sheet '{sheet}' is empty",
+            "Choose the sheet that holds the data with --sheet (--sheet all reads every one).",
+        )
     if not header_number:
         raise SourceError(
             name,
