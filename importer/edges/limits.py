@@ -41,7 +41,7 @@ class Limit:
 EXCEL_PART_BYTES = Limit("METRIX_MAX_EXCEL_PART_MB", 2048, "MB unpacked per workbook part")
 # Shared strings are held in memory by both Excel readers.
 EXCEL_SHARED_STRINGS_BYTES = Limit(
-    "METRIX_MAX_SHARED_STRINGS_MB", 256, "MB of unpacked shared strings"
+    "METRIX_MAX_SHARED_STRINGS_MB", 128, "MB of unpacked shared strings"
 )
 # Unpacked size / packed size of a part above a few MB: real sheets stay well under it.
 EXCEL_RATIO = Limit("METRIX_MAX_EXCEL_RATIO", 200, "times compression")

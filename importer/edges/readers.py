@@ -192,7 +192,7 @@ def _later_sample(stream: IO[bytes], first: bytes) -> tuple[bytes, int]:
         block = carry + chunk
         if block.isascii():
             consumed += chunk.count(b"\n")
-            carry = block[block.rfind(b"\n") + 1 :]
+            carry = block[block.rfind(b"\n") + 1 :][-65536:]  # a long line: keep its end
             continue
         index = next(i for i, byte in enumerate(block) if byte >= 0x80)
         start = block.rfind(b"\n", 0, index) + 1
@@ -403,6 +403,20 @@ def _too_long(exc: csv.Error) -> bool:
     return "field limit" in str(exc)
 
 
+class _LineTooLong(csv.Error):
+    """A line past the field limit, stopped before it is read whole."""
+
+
+def _bounded_lines(text: IO[str]) -> Iterator[str]:
+    """Lines, never reading one longer than the field limit into memory: past it, the
+    csv module's own "field larger than field limit" is raised."""
+    limit = limits.CSV_FIELD_BYTES.value * 1024
+    while line := text.readline(limit + 2):
+        if len(line) > limit and not line.endswith(("\n", "\r")):
+            raise _LineTooLong(f"field larger than field limit ({limit})")
+        yield line
+
+
 def _read_header(dialect: _Dialect, name: str, header_row: int) -> tuple[list[str], int]:
     """The header row's cells and how many physical lines it and the lines above take.
 
@@ -411,7 +425,7 @@ def _read_header(dialect: _Dialect, name: str, header_row: int) -> tuple[list[st
     assert opened is not None
     text, raw = opened
     try:
-        reader = csv.reader(text, delimiter=dialect.delimiter, strict=False)
+        reader = csv.reader(_bounded_lines(text), delimiter=dialect.delimiter, strict=False)
         cells: list[str] | None = None
         counted = 0
         while counted < header_row:
@@ -424,7 +438,7 @@ def _read_header(dialect: _Dialect, name: str, header_row: int) -> tuple[list[st
                     "Check `header_row:` in the mapping (or --header-row).",
                 ) from None
             except csv.Error as exc:
-                line = reader.line_num
+                line = reader.line_num + isinstance(exc, _LineTooLong)
                 if _too_long(exc):
                     raise limits.CSV_FIELD_BYTES.refuse(
                         name, f"line {line}, the header, has a field too long to be a column name"
