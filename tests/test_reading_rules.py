@@ -218,3 +218,44 @@ def test_a_bracketed_file_name_validates_end_to_end(tmp_path: Path) -> None:
     assert_no_traceback(result)
     assert result.returncode in (0, 1)
     assert "[customers].csv" in result.stdout
+
+
+def test_init_mapping_reads_past_blank_lines_above_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("\n\n\ncustomer_id,first_name,email\nC1,Ali,a@b.co\n", encoding="utf-8")
+    result = cli("init-mapping", path, "-o", tmp_path / "m.yaml", cwd=tmp_path)
+    assert_no_traceback(result)
+    assert result.returncode == 0
+    assert 'user_id: "customer_id"' in (tmp_path / "m.yaml").read_text(encoding="utf-8")
+
+
+STRICT = {
+    "http://schemas.openxmlformats.org/spreadsheetml/2006/main": (
+        "http://purl.oclc.org/ooxml/spreadsheetml/main"
+    ),
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships": (
+        "http://purl.oclc.org/ooxml/officeDocument/relationships"
+    ),
+}
+
+
+@pytest.mark.parametrize("reader", ["fast", "streaming"])
+def test_strict_ooxml_workbooks_read_like_transitional_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    path = _book(tmp_path / "b.xlsx", [["id", "joined"], [1, "x"]])
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    for name, data in parts.items():
+        text = data.decode("utf-8")
+        for old, new in STRICT.items():
+            text = text.replace(old, new)
+        parts[name] = text.encode("utf-8")
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+    monkeypatch.setenv("METRIX_EXCEL_READER", reader)
+    excel._calamine_sheet.cache_clear()
+    source = open_source(path)
+    assert source.header == ["id", "joined"]
+    assert list(source.records) == [(1, ["1", "x"], None)]
