@@ -55,12 +55,7 @@ def excel_cell_text(value: Any) -> str:
     Excel shows it (``255:10:10``); fractions of a second as ``.mmm`` when not zero.
     Booleans ``true``/``false``; error cells their code (``#N/A``); empty cells "".
     """
-    convert = _CELL_TEXT.get(type(value))
-    if convert is not None:
-        return convert(value)
-    if value is None:
-        return ""
-    return str(value)
+    return _CELL_TEXT.get(type(value), str)(value)
 
 
 def _float_text(value: float) -> str:
@@ -109,6 +104,7 @@ _CELL_TEXT: dict[type, Callable[[Any], str]] = {
     time: _time_text,
     timedelta: _duration_text,
     xlsx.ExcelError: str,
+    type(None): lambda _: "",
 }
 
 
@@ -210,10 +206,18 @@ def open_excel(
         rows = _calamine_rows(file, name, chosen.name)
     if rows is None:
         rows = _streaming_rows(file, name, package, chosen)
-    return _source(name, size, chosen.name, rows, header_row, scan.rows)
+    return _source(name, size, chosen.name, rows, header_row, scan.rows, scan.errors)
 
 
-def _source(name: str, size: int, sheet: str, rows: Rows, header_row: int, last_row: int) -> Source:
+def _source(
+    name: str,
+    size: int,
+    sheet: str,
+    rows: Rows,
+    header_row: int,
+    last_row: int,
+    errors_possible: bool,
+) -> Source:
     header_cells: list[Any] = []
     header_number = 0
     target = 0
@@ -254,7 +258,7 @@ def _source(name: str, size: int, sheet: str, rows: Rows, header_row: int, last_
         total_rows=max(last_row - header_number, 0) if last_row else None,
         is_failure_file=is_failure_header(header),
     )
-    records = excel_records(rows, header, header_number, source.stats, name)
+    records = excel_records(rows, header, header_number, source.stats, errors_possible)
     if source.is_failure_file:
         source.header, source.display_header, records = strip_report_columns(
             header, display, records
@@ -264,7 +268,11 @@ def _source(name: str, size: int, sheet: str, rows: Rows, header_row: int, last_
 
 
 def excel_records(
-    rows: Rows, header: list[str], header_number: int, stats: ReadStats, name: str = ""
+    rows: Rows,
+    header: list[str],
+    header_number: int,
+    stats: ReadStats,
+    errors_possible: bool = True,
 ) -> Iterator[Record]:
     """Data rows numbered from 1 after the header (a gap in the sheet's rows counts as
     blank rows); values beyond the header's last column are ignored and counted."""
@@ -272,6 +280,7 @@ def excel_records(
     previous = header_number
     empty_limit = limits.EXCEL_EMPTY_ROWS.value
     run = 0
+    text_of = _CELL_TEXT.get
     try:
         for row_number, values in rows:
             gap = row_number - previous - 1
@@ -280,7 +289,7 @@ def excel_records(
             if gap > 0:
                 stats.blank_rows += gap
                 run += gap
-            cells = [excel_cell_text(v) for v in values[:width]]
+            cells = [text_of(type(v), str)(v) for v in values[:width]]
             if len(values) > width and any(
                 excel_cell_text(v).strip(WHITESPACE) for v in values[width:]
             ):
@@ -294,10 +303,13 @@ def excel_records(
             run = 0
             if len(cells) < width:
                 cells.extend([""] * (width - len(cells)))
-            errors = [
-                (header[i], v) for i, v in enumerate(values[:width]) if type(v) is xlsx.ExcelError
-            ]
-            if errors:
+            if errors_possible and (
+                errors := [
+                    (header[i], v)
+                    for i, v in enumerate(values[:width])
+                    if type(v) is xlsx.ExcelError
+                ]
+            ):
                 yield number, cells, _error_problem(errors)
             else:
                 yield number, cells, None
@@ -338,13 +350,13 @@ def _calamine_rows(file: Path, name: str, sheet: str) -> Rows | None:
     if loaded is None:
         return None
     start_row, start_column = loaded.start or (0, 0)
+    if not start_column:
+        return enumerate(loaded.iter_rows(), start=start_row + 1)
     pad = [None] * start_column
-
-    def rows() -> Rows:
-        for offset, values in enumerate(loaded.iter_rows()):
-            yield start_row + offset + 1, pad + values if pad else values
-
-    return rows()
+    return (
+        (number, pad + values)
+        for number, values in enumerate(loaded.iter_rows(), start=start_row + 1)
+    )
 
 
 @functools.lru_cache(maxsize=1)

@@ -312,14 +312,25 @@ def shared_strings(book: zipfile.ZipFile, package: Package) -> list[str]:
     return strings
 
 
+_XML_SPACE = "{http://www.w3.org/XML/1998/namespace}space"
+_XML_WHITESPACE = " \t\n\r"
+
+
 def _inline_text(element: Element) -> str:
     """The text of an ``si``/``is`` element: its ``t``, or its runs' ``t``; never the
-    phonetic guide (``rPh``)."""
+    phonetic guide (``rPh``).
+
+    A plain ``t`` not marked ``xml:space="preserve"`` loses its surrounding white space
+    (as calamine reads it; cells are trimmed when converted anyway). The runs of rich
+    text keep theirs: "Regular " + "Bold" is "Regular Bold"."""
     parts: list[str] = []
     for child in element:
         tag = _local(child.tag)
         if tag == "t":
-            parts.append(child.text or "")
+            text = child.text or ""
+            if child.get(_XML_SPACE) != "preserve":
+                text = text.strip(_XML_WHITESPACE)
+            parts.append(text)
         elif tag == "r":
             parts.extend(t.text or "" for t in child if _local(t.tag) == "t")
     return "".join(parts)
@@ -476,13 +487,46 @@ def _iso_value(raw: str) -> Any:
 
 # --- a cheap look at a sheet before calamine loads it -------------------------------
 
-_TWO_LETTERS = re.compile(rb' r="([A-Z]{2,3})\d')
-_SEVEN_DIGITS = re.compile(rb' r="[A-Z]{0,3}(\d{7,})"')
+# One pass finds the references that can widen the used range: columns past Z, rows
+# from 1,000,000 on (the rest is read from the sheet's last rows).
+_WIDE_REFS = re.compile(rb' r="([A-Z]{2,3}(?=\d)|[A-Z]?(?=\d{7}))(\d*)"')
 _LAST_ROWS = re.compile(rb' r="([A-Z]{0,3})(\d+)"')
-# Text with leading or trailing white space and no xml:space="preserve": calamine trims
-# it (losing the space between "Regular " and "Bold" in rich text); the streaming
-# reader keeps it as written, as Excel and LibreOffice show it.
-_LOOSE_TEXT = re.compile(rb"<(?:\w+:)?t>(?:\s[^<]*|[^<]*\s)<")
+# Rich-text runs with leading or trailing white space and no xml:space="preserve":
+# calamine trims each run (losing the space between "Regular " and "Bold"); the
+# streaming reader keeps it, as Excel and LibreOffice show it.
+_LEADING_SPACE = re.compile(rb"<(?:\w+:)?t>\s")
+_TRAILING_SPACE = re.compile(rb"\s</(?:\w+:)?t>")
+_PLAIN_T = re.compile(rb"<(?:\w+:)?t>")
+
+
+def _has_runs(block: bytes) -> bool:
+    """Rich text (runs): the only text calamine's trimming can change in a way that
+    matters, by joining "Regular " and "Bold" into "RegularBold"."""
+    return b"<r>" in block or b":r>" in block
+
+
+def _loose_text(block: bytes) -> bool:
+    # Byte searches, not one regex: they run at memchr speed over a big sheet.
+    for space in (b" ", b"\t", b"\n", b"\r"):
+        if b"<t>" + space in block:
+            return True
+        start = 0
+        while (found := block.find(space + b"</t>", start)) >= 0:
+            opening = block.rfind(b"<", 0, found)
+            if block.startswith(b"<t>", opening):
+                return True  # no xml:space="preserve" on its <t>
+            start = found + 1
+    if b":t>" not in block:
+        return False
+    if _LEADING_SPACE.search(block):  # a namespace prefix (<x:t>): rare, slower
+        return True
+    for match in _TRAILING_SPACE.finditer(block):
+        opening = block.rfind(b"<", 0, match.start())
+        if opening >= 0 and _PLAIN_T.match(block, opening):
+            return True
+    return False
+
+
 _DIMENSION = re.compile(rb'<(?:\w+:)?dimension ref="([A-Z]+\d+(?::[A-Z]+\d+)?)"')
 
 
@@ -518,13 +562,13 @@ def scan_sheet(book: zipfile.ZipFile, part: str, name: str) -> SheetScan:
                     first = False
                 if not scan.errors and b't="e"' in block:
                     scan.errors = True
-                if not scan.loose_text and b"<is>" in block:
-                    scan.loose_text = _LOOSE_TEXT.search(block) is not None
-                for letters in _TWO_LETTERS.findall(block):
+                if not scan.loose_text and b"<is>" in block and _has_runs(block):
+                    scan.loose_text = _loose_text(block)
+                for letters, digits in _WIDE_REFS.findall(block):
                     if (len(letters), letters) > (len(widest), widest):
                         widest = letters
-                for digits in _SEVEN_DIGITS.findall(block):
-                    scan.rows = max(scan.rows, int(digits))
+                    if len(digits) >= 7:
+                        scan.rows = max(scan.rows, int(digits))
                 tail = block
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
         raise _damaged(name, f"{part}: {exc}") from None
@@ -540,14 +584,15 @@ def scan_sheet(book: zipfile.ZipFile, part: str, name: str) -> SheetScan:
 
 
 def has_loose_text(book: zipfile.ZipFile, part: str) -> bool:
-    """Whether a shared-strings part holds text calamine would trim (see _LOOSE_TEXT)."""
+    """Whether a shared-strings part holds text calamine would trim (see _loose_text)."""
     if not part:
         return False
     tail = b""
     try:
         with book.open(part) as stream:
             while chunk := stream.read(CHUNK * 4):
-                if _LOOSE_TEXT.search(tail[-256:] + chunk):
+                block = tail[-256:] + chunk
+                if _has_runs(block) and _loose_text(block):
                     return True
                 tail = chunk
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile, KeyError):
