@@ -186,7 +186,10 @@ def _later_sample(stream: IO[bytes], first: bytes) -> tuple[bytes, int]:
     consumed = first.count(b"\n")  # newlines before ``carry`` (which holds none)
     carry = first[first.rfind(b"\n") + 1 :]
     while True:
-        chunk = stream.read(4 * 1024 * 1024)
+        try:
+            chunk = stream.read(4 * 1024 * 1024)
+        except _DAMAGED:  # the reader reports it as a failure row where it happens
+            return b"", 0
         if not chunk:
             return b"", 0
         block = carry + chunk
@@ -197,7 +200,10 @@ def _later_sample(stream: IO[bytes], first: bytes) -> tuple[bytes, int]:
         index = next(i for i, byte in enumerate(block) if byte >= 0x80)
         start = block.rfind(b"\n", 0, index) + 1
         line = consumed + block.count(b"\n", 0, start)
-        sample = block[start:] + stream.read(SAMPLE_BYTES)
+        try:
+            sample = block[start:] + stream.read(SAMPLE_BYTES)
+        except _DAMAGED:
+            sample = block[start:]
         return sample[:SAMPLE_BYTES], line + 1
 
 
