@@ -23,7 +23,7 @@ from importer.edges.readers import Record, Source, list_sheets, open_source
 from importer.edges.report import FailureWriter
 from importer.engine.parallel import MapPool, RawCheck, Unchanged, default_workers
 from importer.engine.reading import Reading
-from importer.errors import SourceError, UsageProblem
+from importer.errors import UsageProblem
 
 log = logging.getLogger("metrix_importer")
 
