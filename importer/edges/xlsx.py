@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import IO, Any, cast
 from xml.etree.ElementTree import Element, ParseError, XMLPullParser
+from xml.parsers.expat import ExpatError, ParserCreate
 
 from importer.edges import limits
 from importer.errors import SourceError
@@ -386,12 +387,6 @@ def _round_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=0) + timedelta(microseconds=rounded)
 
 
-@dataclass
-class _Cell:
-    column: int
-    value: Any
-
-
 def stream_rows(
     book: zipfile.ZipFile, package: Package, sheet: SheetInfo, strings: list[str]
 ) -> Iterator[tuple[int, list[Any]]]:
@@ -399,80 +394,160 @@ def stream_rows(
 
     Values are what calamine gives for the same cells (str, float, bool, date/time
     objects), plus ExcelError for error cells, so both readers share one text rule.
+    expat's callbacks collect the rows of each chunk; memory holds one chunk's rows.
     """
-    styles, date1904 = package.date_styles, package.date1904
-    container: Element | None = None
-    row_number = 0
-    cells: list[_Cell] = []
-    column = -1
-    for event, element in _stream_elements(book, sheet.part, package.path, ("start", "end")):
-        tag = _local(element.tag)
-        if event == "start":
-            if tag == "sheetData":
-                container = element
-            elif tag == "row":
-                ref = element.get("r")
-                row_number = int(ref) if ref and ref.isdigit() else row_number + 1
-                cells, column = [], -1
-            continue
-        if tag == "c":
-            ref = element.get("r")
-            column = column_index(ref) if ref else column + 1
-            if column < 0:
-                column = len(cells)
-            value = _cell_value(element, strings, styles, date1904)
-            if value is not None:
-                cells.append(_Cell(column, value))
-            element.clear()
-        elif tag == "row":
-            if cells:
-                width = cells[-1].column + 1
-                values: list[Any] = [None] * max(width, max(c.column for c in cells) + 1)
-                for cell in cells:
-                    values[cell.column] = cell.value
-                yield row_number, values
-            else:
-                yield row_number, []
-            if container is not None:
-                container.clear()
-
-
-def _cell_value(
-    element: Element, strings: list[str], styles: dict[int, str], date1904: bool
-) -> Any:
-    kind = element.get("t", "n")
-    raw: str | None = None
-    inline: Element | None = None
-    for child in element:
-        tag = _local(child.tag)
-        if tag == "v":
-            raw = child.text
-        elif tag == "is":
-            inline = child
-    if kind == "inlineStr":
-        return unescape(_inline_text(inline)) if inline is not None else raw
-    if raw is None:
-        return None
-    if kind == "s":
-        try:
-            return strings[int(raw)]
-        except (ValueError, IndexError):
-            return None
-    if kind in ("str", "d"):
-        return unescape(raw) if kind == "str" else _iso_value(raw)
-    if kind == "b":
-        return raw.strip() in ("1", "true")
-    if kind == "e":
-        return ExcelError(raw.strip())
+    parser = _SheetParser(package, strings)
     try:
-        number = float(raw)
-    except ValueError:
-        return raw
-    style = element.get("s")
-    date_kind = styles.get(int(style)) if style and style.isdigit() else None
-    if date_kind:
-        return serial_value(number, date_kind, date1904)
-    return number
+        stream: IO[bytes] = book.open(sheet.part)
+    except KeyError:
+        return
+    with stream:
+        first = True
+        while True:
+            try:
+                chunk = stream.read(CHUNK)
+            except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+                raise TruncatedSheet(f"{sheet.part}: {exc}") from None
+            if first:
+                _refuse_dtd(chunk[:4096], package.path)
+                first = False
+            try:
+                parser.feed(chunk, final=not chunk)
+            except ExpatError as exc:
+                yield from parser.take()
+                raise TruncatedSheet(f"{sheet.part}: {exc}") from None
+            yield from parser.take()
+            if not chunk:
+                return
+
+
+class _SheetParser:
+    """The sheet's rows from expat callbacks (names compared without namespace)."""
+
+    def __init__(self, package: Package, strings: list[str]) -> None:
+        self.styles, self.date1904, self.strings = package.date_styles, package.date1904, strings
+        self.parser = ParserCreate(namespace_separator="}")
+        self.parser.buffer_text = True
+        self.parser.StartElementHandler = self.start
+        self.parser.EndElementHandler = self.end
+        self.parser.CharacterDataHandler = self.text
+        self.names: dict[str, str] = {}
+        self.rows: list[tuple[int, list[Any]]] = []
+        self.row_number = 0
+        self.cells: list[tuple[int, Any]] = []
+        self.column = -1
+        self.kind = "n"
+        self.style: str | None = None
+        self.raw: str | None = None
+        self.inline: list[str] | None = None
+        self.collect: list[str] | None = None  # the text being gathered (<v> or <t>)
+        self.preserve = False
+        self.in_run = False
+        self.in_phonetic = False
+
+    def feed(self, chunk: bytes, final: bool) -> None:
+        self.parser.Parse(chunk, final)
+
+    def take(self) -> list[tuple[int, list[Any]]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+    def local(self, name: str) -> str:
+        found = self.names.get(name)
+        if found is None:
+            found = self.names[name] = name.rpartition("}")[2].rpartition(":")[2]
+        return found
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        tag = self.local(name)
+        if tag == "c":
+            ref = attrs.get("r")
+            self.column = column_index(ref) if ref else self.column + 1
+            if self.column < 0:
+                self.column = len(self.cells)
+            self.kind = attrs.get("t", "n")
+            self.style = attrs.get("s")
+            self.raw, self.inline = None, None
+        elif tag == "v":
+            self.collect = []
+        elif tag == "t" and self.inline is not None and not self.in_phonetic:
+            self.collect = []
+            self.preserve = attrs.get(_XML_SPACE_EXPAT) == "preserve" or self.in_run
+        elif tag == "is":
+            self.inline = []
+        elif tag == "r":
+            self.in_run = True
+        elif tag == "rPh":
+            self.in_phonetic = True
+        elif tag == "row":
+            ref = attrs.get("r")
+            self.row_number = int(ref) if ref and ref.isdigit() else self.row_number + 1
+            self.cells, self.column = [], -1
+
+    def text(self, data: str) -> None:
+        if self.collect is not None:
+            self.collect.append(data)
+
+    def end(self, name: str) -> None:
+        tag = self.local(name)
+        if tag == "v":
+            self.raw = "".join(self.collect or ())
+            self.collect = None
+        elif tag == "t" and self.collect is not None:
+            text = "".join(self.collect)
+            if not self.preserve:
+                text = text.strip(_XML_WHITESPACE)
+            if self.inline is not None:
+                self.inline.append(text)
+            self.collect = None
+        elif tag == "r":
+            self.in_run = False
+        elif tag == "rPh":
+            self.in_phonetic = False
+        elif tag == "c":
+            value = self.value()
+            if value is not None:
+                self.cells.append((self.column, value))
+        elif tag == "row":
+            if self.cells:
+                values: list[Any] = [None] * (max(c for c, _ in self.cells) + 1)
+                for column, value in self.cells:
+                    values[column] = value
+                self.rows.append((self.row_number, values))
+            else:
+                self.rows.append((self.row_number, []))
+
+    def value(self) -> Any:
+        kind, raw = self.kind, self.raw
+        if kind == "inlineStr":
+            return unescape("".join(self.inline)) if self.inline is not None else raw
+        if raw is None:
+            return None
+        if kind == "s":
+            try:
+                return self.strings[int(raw)]
+            except (ValueError, IndexError):
+                return None
+        if kind == "str":
+            return unescape(raw)
+        if kind == "d":
+            return _iso_value(raw)
+        if kind == "b":
+            return raw.strip() in ("1", "true")
+        if kind == "e":
+            return ExcelError(raw.strip())
+        try:
+            number = float(raw)
+        except ValueError:
+            return raw
+        style = self.style
+        date_kind = self.styles.get(int(style)) if style and style.isdigit() else None
+        if date_kind:
+            return serial_value(number, date_kind, self.date1904)
+        return number
+
+
+_XML_SPACE_EXPAT = "http://www.w3.org/XML/1998/namespace}space"
 
 
 def _iso_value(raw: str) -> Any:
