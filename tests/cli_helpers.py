@@ -57,9 +57,12 @@ def cli_measured(
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
 ) -> Measured:
-    """Like ``cli``, but also the child's own peak memory (``wait4``'s ru_maxrss, so no
-    other child of the test process counts). Past ``timeout`` the child is killed and
-    the test fails: the command must end by itself, not hang."""
+    """Like ``cli``, but also the child's own peak memory. Past ``timeout`` the child is
+    killed and the test fails: the command must end by itself, not hang.
+
+    The peak is the kernel's high-water mark of the child's own memory (VmHWM), read
+    while it runs: rusage's ru_maxrss would carry the test process's own size, which
+    Linux hands to every child at fork and keeps across exec."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
     full_env.update(env or {})
     out, err = cwd / "child.stdout", cwd / "child.stderr"
@@ -69,8 +72,10 @@ def cli_measured(
             cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
         )  # fmt: skip
     deadline = time.monotonic() + timeout
+    peak_kb = 0
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        peak_kb = max(peak_kb, _high_water_kb(process.pid))
+        pid, status, _ = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() > deadline:
@@ -79,6 +84,18 @@ def cli_measured(
             raise AssertionError(
                 f"the command did not finish within {timeout:.0f} s:\n{err.read_text()[-2000:]}"
             )
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(process.returncode, out.read_text(), err.read_text(), usage.ru_maxrss / 1024)
+    return Measured(process.returncode, out.read_text(), err.read_text(), peak_kb / 1024)
+
+
+def _high_water_kb(pid: int) -> int:
+    """VmHWM of a running process in KiB (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0

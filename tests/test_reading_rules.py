@@ -210,6 +210,7 @@ def test_an_existing_path_is_never_a_pattern(tmp_path: Path) -> None:
         expand_paths([str(tmp_path / "nothing*.csv")])
 
 
+@pytest.mark.e2e
 def test_a_bracketed_file_name_validates_end_to_end(tmp_path: Path) -> None:
     source = Path(__file__).resolve().parent.parent / "sample_data" / "customers.csv"
     named = tmp_path / "[customers].csv"
@@ -220,6 +221,7 @@ def test_a_bracketed_file_name_validates_end_to_end(tmp_path: Path) -> None:
     assert "[customers].csv" in result.stdout
 
 
+@pytest.mark.e2e
 def test_init_mapping_reads_past_blank_lines_above_the_header(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("\n\n\ncustomer_id,first_name,email\nC1,Ali,a@b.co\n", encoding="utf-8")

@@ -4,17 +4,15 @@ documented exit code, in bounded time and memory (measured from the child proces
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 
-from tests.cli_helpers import ROOT, SAMPLE_CSV, SAMPLE_MAPPING, SAMPLE_XLSX
+from tests.cli_helpers import ROOT, SAMPLE_CSV, SAMPLE_MAPPING, SAMPLE_XLSX, cli_measured
+
+pytestmark = pytest.mark.e2e  # every test runs the CLI in a child process
 
 # Generous: the machine is shared; a hang is minutes, these take seconds.
 TIMEOUT_S = 120
@@ -33,39 +31,12 @@ class Child:
 
 
 def validate(path: Path, *extra: str, env: dict[str, str] | None = None) -> Child:
-    """``metrix-import validate PATH`` in a child; peak RSS from its own rusage."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
-    full_env.update(env or {})
-    command = [sys.executable, "-m", "importer", "validate", str(path), "-m", str(SAMPLE_MAPPING)]
-    process = subprocess.Popen(
-        [*command, *extra], cwd=path.parent, env=full_env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    """``metrix-import validate PATH`` in a child, with its own peak memory."""
+    result = cli_measured(
+        "validate", path, "-m", SAMPLE_MAPPING, *extra, cwd=path.parent, env=env,
+        timeout=TIMEOUT_S,
     )  # fmt: skip
-    timer = threading.Timer(TIMEOUT_S, process.kill)
-    timer.start()
-    out: dict[int, bytes] = {}
-
-    def drain(index: int, stream: IO[bytes]) -> None:
-        out[index] = stream.read()
-
-    streams = [process.stdout, process.stderr]
-    threads = [
-        threading.Thread(target=drain, args=(index, stream))
-        for index, stream in enumerate(streams)
-        if stream is not None
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        _, status, usage = os.wait4(process.pid, 0)
-    finally:
-        timer.cancel()
-    for thread in threads:
-        thread.join()
-    process.returncode = code = os.waitstatus_to_exitcode(status)
-    assert code != -9, f"still running after {TIMEOUT_S} s: killed"
-    stdout, stderr = (out.get(i, b"").decode("utf-8", "replace") for i in (0, 1))
-    child = Child(code, stdout, stderr, usage.ru_maxrss / 1024)
+    child = Child(result.returncode, result.stdout, result.stderr, result.peak_rss_mb)
     assert "Traceback" not in child.stderr, child.stderr
     assert child.peak_mb < MEMORY_MB, f"peak RSS {child.peak_mb:.0f} MB"
     return child
