@@ -587,7 +587,7 @@ def test_signal_stops_cleanly_and_flushes_pending_messages(
 ) -> None:
     sb = start_sandbox(tmp_path)
     sent, acknowledged = asyncio.run(_load_until_stopped(sb, sig))
-    sb.stop(sig)  # asserts exit code 0 and no traceback
+    sb.stop(sig)  # a repeated signal is ignored; asserts exit code 0 and no traceback
     assert len(acknowledged) > 50
     stored = set(stored_ids(sb.db_path))
     assert acknowledged <= stored  # every 200 was durably written, incl. the last batch

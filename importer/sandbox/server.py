@@ -785,6 +785,11 @@ async def serve(config: SandboxConfig, out: TextIO | None = None) -> None:
             flush=True,
         )
         await stop.wait()
+        # Shutting down flushes what was acknowledged: a second Ctrl-C (or a supervisor
+        # repeating SIGTERM) must not cut that short.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
     finally:
         await runner.cleanup()
         if flusher is not None:
