@@ -77,7 +77,7 @@ def test_english_crm_export() -> None:
     assert check_lines(draft) == []
     mapping, _ = compiled(draft, CRM_HEADER)
     phone = mapping.fields["phoneNumber"]
-    assert (phone.phone_format, phone.region) == ("national", "IR")
+    assert (phone.phone_format, phone.region) == ("national", ("IR",))
     assert mapping.fields["birthday"].formats == ("%d/%m/%Y",)
     assert mapping.unmapped == "ignore"
     assert mapping.source.header_row == 1
@@ -138,7 +138,7 @@ def test_persian_export() -> None:
     }
     mapping, _ = compiled(draft, FA_HEADER)
     assert mapping.fields["birthday"].formats == ("jalali:%Y/%m/%d",)
-    assert mapping.fields["phoneNumber"].region == "IR"
+    assert mapping.fields["phoneNumber"].region == ("IR",)
     assert draft.notes == []
     assert_rows_map(draft, FA_HEADER, FA_ROWS)
 
@@ -296,7 +296,7 @@ def test_international_numbers_are_e164() -> None:
     draft = draft_mapping(header, rows)
     mapping, _ = compiled(draft, header)
     spec = mapping.fields["phoneNumber"]
-    assert (spec.phone_format, spec.region) == ("e164", "GB")
+    assert (spec.phone_format, spec.region) == ("e164", ("GB",))
     assert_rows_map(draft, header, rows)
 
 

@@ -49,26 +49,31 @@ DATE_KINDS = frozenset({"birthday", "time", "date", "datetime"})
 
 _TOP_KEYS = (
     "user_id", "time", "source", "fields", "hashed", "custom",
-    "unmapped", "privacy", "empty",
+    "unmapped", "privacy", "empty", "on_invalid",
 )  # fmt: skip
+ON_INVALID = ("fail_row", "drop_field")
+# A mapping is a page of YAML; anything this big is not one (and is not read).
+MAX_MAPPING_BYTES = 2 * 1024 * 1024
 _SOURCE_KEYS = ("sheet", "encoding", "delimiter", "header_row", "timezone")
 # Spec keys each kind of field accepts; anything else is reported, not ignored.
 _BASE_KEYS = frozenset({"column", "value", "required", "default", "values", "transform"})
+# `on_invalid` is for optional data: never the customer id or the message time.
+_FIELD_KEYS = _BASE_KEYS | {"on_invalid"}
 _KIND_KEYS: dict[str, frozenset[str]] = {
     "id": frozenset({"column", "transform", "values"}),
-    "text": _BASE_KEYS,
-    "string": _BASE_KEYS,
-    "email": _BASE_KEYS,
-    "gender": _BASE_KEYS,
-    "json": _BASE_KEYS,
-    "phone": _BASE_KEYS | {"phone_format", "region"},
-    "birthday": _BASE_KEYS | {"format"},
-    "date": _BASE_KEYS | {"format"},
+    "text": _FIELD_KEYS,
+    "string": _FIELD_KEYS,
+    "email": _FIELD_KEYS,
+    "gender": _FIELD_KEYS,
+    "json": _FIELD_KEYS,
+    "phone": _FIELD_KEYS | {"phone_format", "region", "extension"},
+    "birthday": _FIELD_KEYS | {"format"},
+    "date": _FIELD_KEYS | {"format"},
     "time": _BASE_KEYS | {"format", "timezone"},
-    "datetime": _BASE_KEYS | {"format", "timezone"},
-    "int": _BASE_KEYS | {"thousands"},
-    "float": _BASE_KEYS | {"thousands"},
-    "bool": _BASE_KEYS | {"true_values", "false_values"},
+    "datetime": _FIELD_KEYS | {"format", "timezone"},
+    "int": _FIELD_KEYS | {"thousands"},
+    "float": _FIELD_KEYS | {"thousands"},
+    "bool": _FIELD_KEYS | {"true_values", "false_values"},
 }
 _STRPTIME_DIRECTIVES = frozenset("aAbBcdfGHIjmMpSuUVwWxXyYzZ%")
 
@@ -92,7 +97,9 @@ class FieldSpec:
     transform: tuple[str, ...] = ()
     thousands: str | None = None
     phone_format: str = "keep"
-    region: str | None = None
+    region: tuple[str, ...] = ()  # phone: tried in order for numbers without +code
+    extension: str = ""  # phone: the custom attribute that receives extensions
+    on_invalid: str = "fail_row"  # or "drop_field": send the row without this value
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ class Mapping:
     send_clear: bool = True
     empty: str = "omit"
     fingerprint: str = ""
+    on_invalid: str = "fail_row"
 
     def with_source(self, **overrides: Any) -> Mapping:
         """A copy whose source options take the given (non-None) overrides."""
@@ -152,6 +160,15 @@ def load_mapping(path: str | Path) -> Mapping:
     """Read and validate a mapping file; raises MappingError listing every problem."""
     name = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_MAPPING_BYTES:
+            problem = MappingProblem(
+                "",
+                f"the file is {size / 1024 / 1024:.1f} MB; a mapping file is at most "
+                f"{MAX_MAPPING_BYTES // 1024 // 1024} MB (a few hundred lines are typical): "
+                "check that this is the mapping and not the data",
+            )
+            raise MappingError(name, [problem])
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise MappingError(name, [MappingProblem("", "the mapping file does not exist")]) from None
@@ -164,14 +181,57 @@ def load_mapping(path: str | Path) -> Mapping:
 def parse_mapping(text: str, name: str = "<mapping>") -> Mapping:
     """Validate mapping YAML text; raises MappingError listing every problem."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_MappingLoader)
     except yaml.YAMLError as exc:
         raise MappingError(name, [_yaml_problem(exc)]) from None
+    if surrogates := list(_surrogates(raw, "")):
+        raise MappingError(name, surrogates)
     checker = _Checker()
     mapping = checker.mapping(raw, name)
     if checker.problems or mapping is None:
         raise MappingError(name, checker.problems)
     return mapping
+
+
+class _MappingLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` without anchors and aliases: a mapping never needs them, and
+    aliases of aliases expand exponentially (the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed in a mapping file; "
+                "write each value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _surrogates(raw: Any, path: str) -> Iterable[MappingProblem]:
+    """Text holding lone UTF-16 surrogates ("\\ud83c\\udf63", JSON's way to write 🍣):
+    no file, header or Metrix can take them."""
+    if isinstance(raw, str):
+        if any("\ud800" <= ch <= "\udfff" for ch in raw):
+            yield MappingProblem(
+                path,
+                f"holds a UTF-16 surrogate escape ({ascii(raw)[1:-1][:60]}): write the "
+                "character itself, or \\U0001F363 style escapes for characters beyond \\uFFFF",
+            )
+    elif isinstance(raw, dict):
+        for key, value in raw.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and any("\ud800" <= ch <= "\udfff" for ch in key):
+                yield MappingProblem(
+                    path or "(top level)", f"a key holds a UTF-16 surrogate escape ({key!a})"
+                )
+                continue
+            yield from _surrogates(value, where)
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            yield from _surrogates(value, f"{path}[{index}]")
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> MappingProblem:
@@ -220,6 +280,8 @@ class _Checker:
         else:
             user_id = self.spec("user_id", raw["user_id"], "id") or FieldSpec("user_id", "id")
         time = self.spec("time", raw["time"], "time") if raw.get("time") is not None else None
+        user_id = replace(user_id, on_invalid="fail_row")
+        time = None if time is None else replace(time, on_invalid="fail_row")
         source = self.source(raw.get("source"))
         fields = self.fields(raw.get("fields"))
         custom = self.custom(raw.get("custom"))
@@ -229,6 +291,10 @@ class _Checker:
         # `empty: null` parses as YAML's null; that is the spelling the docs use.
         empty_raw = "null" if "empty" in raw and raw["empty"] is None else raw.get("empty", "omit")
         empty = self.choice("empty", empty_raw, ("omit", "null"))
+        on_invalid = self.choice("on_invalid", raw.get("on_invalid", "fail_row"), ON_INVALID)
+        fields = {k: _resolve(spec, on_invalid) for k, spec in fields.items()}
+        custom = {k: _resolve(spec, on_invalid) for k, spec in custom.items()}
+        self.extensions(fields, custom)
         # Key order matters: it is the order of keys in every message, so of its id.
         canonical = json.dumps(raw, default=str, ensure_ascii=False)
         return Mapping(
@@ -243,7 +309,25 @@ class _Checker:
             send_clear=send_clear,
             empty=empty,
             fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+            on_invalid=on_invalid,
         )
+
+    def extensions(self, fields: dict[str, FieldSpec], custom: dict[str, FieldSpec]) -> None:
+        """An extension's attribute must not be one the mapping already fills."""
+        seen: dict[str, str] = {}
+        for spec in [*fields.values(), *custom.values()]:
+            if not spec.extension:
+                continue
+            if spec.extension in custom or spec.extension in seen:
+                other = (
+                    f"custom.{spec.extension}" if spec.extension in custom else seen[spec.extension]
+                )
+                self.problem(
+                    f"{spec.path}.extension",
+                    f"custom attribute '{spec.extension}' is already filled by {other}; "
+                    "choose another name",
+                )
+            seen[spec.extension] = f"{spec.path}.extension"
 
     def choice(self, path: str, value: Any, allowed: tuple[str, ...]) -> str:
         if value not in allowed:
@@ -410,7 +494,7 @@ class _Checker:
             timezone=zone,
         )
 
-    def spec(self, path: str, raw: Any, kind: str) -> FieldSpec | None:  # noqa: C901
+    def spec(self, path: str, raw: Any, kind: str) -> FieldSpec | None:
         if isinstance(raw, str | int | float) and not isinstance(raw, bool):
             raw = {"column": raw}
         if not isinstance(raw, dict):
@@ -418,15 +502,7 @@ class _Checker:
                 path, f"expected a column name or a spec like {{column: ...}}, found {raw!r}"
             )
             return None
-        allowed = _KIND_KEYS[kind]
-        for key in raw:
-            if key not in allowed:
-                near = _closest(str(key), allowed)
-                what = "a custom attribute of type " + kind if path.startswith("custom.") else kind
-                self.problem(
-                    f"{path}.{key}",
-                    f"not a setting of {what}{near}; allowed: {', '.join(sorted(allowed))}",
-                )
+        self.known_keys(path, raw, kind)
         has_column, has_value = "column" in raw, "value" in raw
         if has_column == has_value:
             self.problem(
@@ -438,25 +514,64 @@ class _Checker:
             column = _text(raw["column"]).strip(WHITESPACE)  # as headers are trimmed
             if not column or raw["column"] is None:
                 self.problem(f"{path}.column", "the column name is empty")
-        formats = self.formats(f"{path}.format", raw.get("format"), kind)
         zone = raw.get("timezone")
         if zone is not None and (problem := timezone_problem(str(zone))):
             self.problem(f"{path}.timezone", problem)
-        transform = raw.get("transform", [])
+        required = self.flag(f"{path}.required", raw.get("required", False))
+        default = raw.get("default")
+        phone_format, regions, extension = self.phone(path, raw, kind)
+        return FieldSpec(
+            path=path,
+            kind=kind,
+            column=column,
+            value=raw.get("value"),
+            has_value=has_value,
+            formats=self.formats(f"{path}.format", raw.get("format"), kind),
+            timezone=None if zone is None else str(zone),
+            required=required or kind == "id",
+            default=None if default is None else _text(default),
+            values=self.values(path, raw.get("values", {}), kind),
+            true_values=self.words(f"{path}.true_values", raw.get("true_values", [])),
+            false_values=self.words(f"{path}.false_values", raw.get("false_values", [])),
+            transform=self.transform(f"{path}.transform", raw.get("transform", [])),
+            thousands=self.thousands(f"{path}.thousands", raw.get("thousands")),
+            phone_format=phone_format,
+            region=regions,
+            extension=extension,
+            on_invalid=self.on_invalid_of(path, raw, required),
+        )
+
+    def known_keys(self, path: str, raw: dict[Any, Any], kind: str) -> None:
+        allowed = _KIND_KEYS[kind]
+        for key in raw:
+            if key not in allowed:
+                near = _closest(str(key), allowed)
+                what = "a custom attribute of type " + kind if path.startswith("custom.") else kind
+                self.problem(
+                    f"{path}.{key}",
+                    f"not a setting of {what}{near}; allowed: {', '.join(sorted(allowed))}",
+                )
+
+    def flag(self, path: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            self.problem(path, f"expected true or false, found {value!r}")
+            return False
+        return value
+
+    def transform(self, path: str, transform: Any) -> tuple[str, ...]:
         if isinstance(transform, str):
             transform = [transform]
         if not isinstance(transform, list) or any(t not in TRANSFORMS for t in transform):
-            self.problem(
-                f"{path}.transform",
-                f"found {transform!r}; expected a list of: {', '.join(TRANSFORMS)}",
-            )
-            transform = []
-        values = raw.get("values", {})
+            self.problem(path, f"found {transform!r}; expected a list of: {', '.join(TRANSFORMS)}")
+            return ()
+        return tuple(transform)
+
+    def values(self, path: str, values: Any, kind: str) -> dict[str, Any]:
         if not isinstance(values, dict):
             self.problem(
                 f"{path}.values", f"expected a map of cell text to value, found {values!r}"
             )
-            values = {}
+            return {}
         if kind == "gender":
             for cell, gender in values.items():
                 if gender not in ("Male", "Female", "Other"):
@@ -464,55 +579,65 @@ class _Checker:
                         f"{path}.values.{cell}",
                         f"found {gender!r}; a gender must be Male, Female or Other",
                     )
+        return {_text(k): v for k, v in values.items()}
+
+    def thousands(self, path: str, thousands: Any) -> str | None:
+        if thousands is not None and (not isinstance(thousands, str) or len(thousands) != 1):
+            self.problem(path, f"expected one character such as ',', found {thousands!r}")
+            return None
+        return thousands
+
+    def phone(self, path: str, raw: dict[Any, Any], kind: str) -> tuple[str, tuple[str, ...], str]:
+        """``phone_format``, the regions in order, and the extension's attribute key."""
         phone_format = str(raw.get("phone_format", "keep"))
         if phone_format not in PHONE_FORMATS:
             self.problem(
                 f"{path}.phone_format",
                 f"found {phone_format!r}; expected one of: {', '.join(PHONE_FORMATS)}",
             )
-        region = raw.get("region")
-        if region is not None and str(region).upper() not in SUPPORTED_REGIONS:
+        raw_regions = raw.get("region")
+        listed = raw_regions if isinstance(raw_regions, list) else [raw_regions]
+        regions: list[str] = []
+        for index, region in enumerate([] if raw_regions is None else listed):
+            where = f"{path}.region" + (f"[{index}]" if isinstance(raw_regions, list) else "")
+            code = str(region).upper()
+            if not isinstance(region, str) or code not in SUPPORTED_REGIONS:
+                near = " (did you mean 'GB'?)" if code == "UK" else ""
+                self.problem(
+                    where,
+                    f"unknown region {region!r}{near}; use a two-letter country code such as "
+                    "IR, US or GB (numbers written with +country code need none)",
+                )
+            elif code in regions:
+                self.problem(where, f"{code} is listed twice")
+            else:
+                regions.append(code)
+        if kind == "phone" and phone_format != "keep" and raw_regions is None:
             self.problem(
                 f"{path}.region",
-                f"unknown region {region!r}; supported: {', '.join(sorted(SUPPORTED_REGIONS))} "
-                "(or use phone_format: e164 with numbers that carry their +country code)",
+                f"phone_format: {phone_format} needs the numbers' country, e.g. `region: IR` "
+                "or a list tried in order, `region: [IR, US]`",
             )
-        if kind == "phone" and phone_format != "keep" and region is None:
+        extension = raw.get("extension")
+        if extension is not None and (not isinstance(extension, str) or not extension.strip()):
             self.problem(
-                f"{path}.region",
-                f"phone_format: {phone_format} needs the numbers' country, e.g. `region: IR`",
+                f"{path}.extension",
+                f"expected the name of a custom attribute for extensions, found {extension!r}",
             )
-        thousands = raw.get("thousands")
-        if thousands is not None and (not isinstance(thousands, str) or len(thousands) != 1):
+            extension = None
+        return phone_format, tuple(regions), extension or ""
+
+    def on_invalid_of(self, path: str, raw: dict[Any, Any], required: bool) -> str:
+        if "on_invalid" not in raw:
+            return ""  # the mapping-wide setting applies
+        choice = self.choice(f"{path}.on_invalid", raw["on_invalid"], ON_INVALID)
+        if choice == "drop_field" and required:
             self.problem(
-                f"{path}.thousands", f"expected one character such as ',', found {thousands!r}"
+                f"{path}.on_invalid",
+                "a required field cannot be dropped: use on_invalid: fail_row, or remove "
+                "`required: true`",
             )
-            thousands = None
-        required = raw.get("required", False)
-        if not isinstance(required, bool):
-            self.problem(f"{path}.required", f"expected true or false, found {required!r}")
-            required = False
-        default = raw.get("default")
-        true_values = self.words(f"{path}.true_values", raw.get("true_values", []))
-        false_values = self.words(f"{path}.false_values", raw.get("false_values", []))
-        return FieldSpec(
-            path=path,
-            kind=kind,
-            column=column,
-            value=raw.get("value"),
-            has_value=has_value,
-            formats=formats,
-            timezone=None if zone is None else str(zone),
-            required=required or kind == "id",
-            default=None if default is None else _text(default),
-            values={_text(k): v for k, v in values.items()},
-            true_values=true_values,
-            false_values=false_values,
-            transform=tuple(transform),
-            thousands=thousands,
-            phone_format=phone_format,
-            region=None if region is None else str(region).upper(),
-        )
+        return choice
 
     def words(self, path: str, raw: Any) -> tuple[str, ...]:
         if isinstance(raw, str | int):
@@ -536,6 +661,13 @@ class _Checker:
             else:
                 out.append(name)
         return tuple(out)
+
+
+def _resolve(spec: FieldSpec, mapping_wide: str) -> FieldSpec:
+    """A field's own `on_invalid`, else the mapping's; a required field always fails."""
+    if spec.on_invalid:
+        return spec
+    return replace(spec, on_invalid="fail_row" if spec.required else mapping_wide)
 
 
 def format_problem(name: str, kind: str) -> str | None:

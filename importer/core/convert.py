@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from importer.core.jalali import jalali_to_gregorian
-from importer.core.phone import normalize_phone
+from importer.core.phone import Phone, make_phone_parser
 from importer.errors import ConversionError
 
 Converter = Callable[[str], Any]
@@ -231,11 +231,23 @@ def to_email(text: str) -> str:
     return email
 
 
-def make_phone(fmt: str, region: str | None) -> Converter:
-    """Phone numbers in ``keep``, ``national`` or ``e164`` form (see importer.core.phone)."""
+def make_phone(
+    fmt: str,
+    regions: Sequence[str] | str | None = (),
+    on_note: Callable[[str, Phone], None] | None = None,
+) -> Converter:
+    """Phone numbers in ``keep``, ``national`` or ``e164`` form (see importer.core.phone).
+
+    ``on_note`` hears of every number that had an extension or was valid in several
+    of ``regions``; the converter itself returns only the number.
+    """
+    parse = make_phone_parser(fmt, regions)
 
     def to_phone(text: str) -> str:
-        return normalize_phone(text, fmt, region)
+        phone = parse(text)
+        if on_note is not None and (phone.extension or phone.ambiguous):
+            on_note(text, phone)
+        return phone.number
 
     return to_phone
 
@@ -768,3 +780,86 @@ def cached(convert: Converter, size: int = 65_536, probe: int = 20_000) -> Conve
         return value
 
     return lookup
+
+
+# --- the kind of a field -> its converter --------------------------------------------
+
+
+class ConverterSpec(Protocol):
+    """What a converter is built from (``importer.core.config.FieldSpec`` fits)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def formats(self) -> tuple[str, ...]: ...
+    @property
+    def values(self) -> dict[str, Any]: ...
+    @property
+    def true_values(self) -> tuple[str, ...]: ...
+    @property
+    def false_values(self) -> tuple[str, ...]: ...
+    @property
+    def transform(self) -> tuple[str, ...]: ...
+    @property
+    def thousands(self) -> str | None: ...
+    @property
+    def phone_format(self) -> str: ...
+    @property
+    def region(self) -> tuple[str, ...]: ...
+
+
+def identity(text: str) -> str:
+    """Text kinds: the cell as written (already trimmed)."""
+    return text
+
+
+_DATE_KINDS = ("birthday", "time", "date", "datetime")
+_FACTORIES: dict[str, Callable[[ConverterSpec, tzinfo], Converter]] = {
+    "id": lambda spec, zone: identity,
+    "text": lambda spec, zone: identity,
+    "string": lambda spec, zone: identity,
+    "email": lambda spec, zone: to_email,
+    "gender": lambda spec, zone: make_gender(spec.values),
+    **{
+        kind: lambda spec, zone: make_date_converter(spec.kind, spec.formats, zone)
+        for kind in _DATE_KINDS
+    },
+    "int": lambda spec, zone: make_int(spec.thousands),
+    "float": lambda spec, zone: make_float(spec.thousands),
+    "bool": lambda spec, zone: make_bool(spec.true_values, spec.false_values),
+    "json": lambda spec, zone: to_json,
+}
+# Values repeat down most columns (gender, flags, tiers, birthdays, small numbers,
+# preference blobs); `cached` stops trying where they do not. These kinds are unique
+# per row or too cheap to look up (and phone numbers report notes on every call).
+_UNCACHED = frozenset({"id", "text", "string", "email", "phone", "time", "datetime"})
+
+
+def make_converter(
+    spec: ConverterSpec, zone: tzinfo, on_phone: Callable[[str, Phone], None] | None = None
+) -> Converter:
+    """The converter of one field: its kind's converter, its ``values:`` map, a cache
+    where values repeat, and its ``transform:`` steps first."""
+    kind = spec.kind
+    base: Converter
+    if kind == "phone":
+        base = make_phone(spec.phone_format, spec.region, on_phone)
+    else:
+        base = _FACTORIES[kind](spec, zone)
+    if spec.values and kind != "gender":
+        base = make_lookup(spec.values, base)
+    if kind not in _UNCACHED:
+        base = cached(base)
+    for name in reversed(spec.transform):
+        base = _then(TRANSFORMS[name], base)
+    return base
+
+
+def _then(first: Callable[[str], str], then: Converter) -> Converter:
+    def apply(text: str) -> Any:
+        text = first(text)
+        if not text:
+            raise ConversionError("is empty after the transform", text)
+        return then(text)
+
+    return apply

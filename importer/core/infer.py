@@ -27,7 +27,8 @@ import yaml
 
 from importer.core import convert as cv
 from importer.core.config import SourceOptions
-from importer.core.phone import REGIONS, normalize_phone
+from importer.core.headers import fold
+from importer.core.phone import normalize_phone, region_of
 
 __all__ = ["Draft", "draft_mapping"]
 
@@ -47,20 +48,12 @@ class Draft:
 
 # --- names ------------------------------------------------------------------------
 
-# Legacy (Windows-1256) exports write Arabic ي/ك/ى where modern keyboards write ی/ک.
-_LETTER_VARIANTS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه"})
 _DUPLICATE_SUFFIX = re.compile(r"#\d+$")
-
-
-def _fold(name: str) -> str:
-    """Case, digits, compatibility forms and Arabic/Persian letter variants folded."""
-    text = unicodedata.normalize("NFKC", name)
-    return cv.ascii_digits(text).translate(_LETTER_VARIANTS).casefold()
 
 
 def _norm(name: str) -> str:
     """A header name for comparison: only letters and digits count (no spaces, ZWNJ, ...)."""
-    text = _fold(_DUPLICATE_SUFFIX.sub("", name))
+    text = fold(_DUPLICATE_SUFFIX.sub("", name))
     return "".join(ch for ch in text if ch.isalnum())
 
 
@@ -71,7 +64,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 def _tokens(name: str) -> frozenset[str]:
     """The words of a header ("customerID", "E-mail Address", "شماره‌موبایل")."""
     text = _CAMEL.sub(" ", _DUPLICATE_SUFFIX.sub("", name))
-    return frozenset(t for t in _NON_WORD.split(_fold(text)) if t)
+    return frozenset(t for t in _NON_WORD.split(fold(text)) if t)
 
 
 def _names(*names: str) -> frozenset[str]:
@@ -295,8 +288,20 @@ _HASH = re.compile(r"[0-9a-fA-F]{64}")
 _LEADING_ZERO = re.compile(r"[+-]?0\d")
 
 
+_PHONE_SHAPE = re.compile(r"\+?[0-9 ()./\-]{7,24}")
+
+
+def _phone_shaped(text: str) -> bool:
+    """Digits and separators only, 8 to 15 digits: worth asking libphonenumber about
+    (which costs ~100 µs a cell; most cells of most columns are not phone numbers)."""
+    text = cv.ascii_digits(text)
+    return bool(_PHONE_SHAPE.fullmatch(text)) and 8 <= sum(ch.isdigit() for ch in text) <= 15
+
+
 def _is_iranian(text: str) -> bool:
     """09…, 9xxxxxxxxx, +98…, 0098…, 98… (an IR mobile, or any number with +98)."""
+    if not _phone_shaped(text):
+        return False
     try:
         e164 = normalize_phone(text, "e164", "IR")
     except Exception:
@@ -308,7 +313,7 @@ def _is_iranian(text: str) -> bool:
 
 
 def _is_international(text: str) -> bool:
-    if not cv.ascii_digits(text).startswith(("+", "00")):
+    if not cv.ascii_digits(text).startswith(("+", "00")) or not _phone_shaped(text):
         return False
     try:
         normalize_phone(text, "e164", None)
@@ -473,10 +478,8 @@ def _common_region(col: _Col) -> str:
             e164 = normalize_phone(text, "e164", None)
         except Exception:
             continue
-        for code, region in REGIONS.items():
-            if e164.startswith("+" + region.country_code):
-                votes[code] += count
-                break
+        if region := region_of(e164):
+            votes[region] += count
     return votes.most_common(1)[0][0] if votes else "IR"
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from importer.core import convert as cv
-from importer.core.config import DATE_KINDS, FieldSpec, Mapping
-from importer.core.phone import REGIONS, canonical_phone_for_hash
+from importer.core.config import FieldSpec, Mapping
+from importer.core.headers import header_key
+from importer.core.phone import Phone, canonical_phone_for_hash
 from importer.errors import ConversionError, MappingError, MappingProblem
 
 # Columns the importer adds to a failure CSV; they are never data (see report.py).
@@ -57,20 +58,30 @@ class MappedRow:
     """A valid row: the customUserId, the message ``time``, and the message's other
     content (standard fields, hashes, ``customAttributes``) in mapping order."""
 
-    __slots__ = ("_content", "fields", "time", "user_id")
+    __slots__ = ("_content", "fields", "notes", "time", "user_id")
 
     def __init__(
-        self, user_id: str, time: int, fields: dict[str, Any], content: str | None = None
+        self,
+        user_id: str,
+        time: int,
+        fields: dict[str, Any],
+        content: str | None = None,
+        notes: tuple[str, ...] = (),
     ) -> None:
         self.user_id = user_id
         self.time = time
         self.fields = fields
         self._content = content
+        # Warnings about this row that did not stop it (a value left out under
+        # `on_invalid: drop_field`, an ambiguous phone number), one text each.
+        self.notes = notes
 
     @classmethod
-    def from_content(cls, user_id: str, time: int, content: str) -> MappedRow:
+    def from_content(
+        cls, user_id: str, time: int, content: str, notes: tuple[str, ...] = ()
+    ) -> MappedRow:
         """A row mapped elsewhere (a worker process), carried as its content JSON."""
-        return cls(user_id, time, _LAZY, content)
+        return cls(user_id, time, _LAZY, content, notes)
 
     @property
     def message(self) -> dict[str, Any]:
@@ -113,6 +124,9 @@ class RowMapper:
         self.header = list(header)
         self.run_time_ms = run_time_ms
         self.warnings: Counter[str] = Counter()
+        # Per row, reset by map_row: (warning key, text) notes and extension attributes.
+        self._notes: list[tuple[str, str]] = []
+        self._extras: dict[str, str] = {}
         self._positions = {name: i for i, name in enumerate(self.header)}
         problems: list[MappingProblem] = []
         self._check_columns(problems)
@@ -188,38 +202,35 @@ class RowMapper:
             )
 
     def _converter(self, key: str, spec: FieldSpec) -> cv.Converter:
-        kind = spec.kind
         zone = cv.get_timezone(spec.timezone) if spec.timezone else self._zone
-        base: cv.Converter
-        if kind in ("id", "text", "string"):
-            base = _identity
-        elif kind == "email":
-            base = cv.to_email
-        elif kind == "phone":
-            base = cv.make_phone(spec.phone_format, spec.region)
-        elif kind == "gender":
-            base = cv.make_gender(spec.values)
-        elif kind in DATE_KINDS:
-            base = cv.make_date_converter(kind, spec.formats, zone)
-        elif kind == "int":
-            base = cv.make_int(spec.thousands)
-        elif kind == "float":
-            base = cv.make_float(spec.thousands)
-        elif kind == "bool":
-            base = cv.make_bool(spec.true_values, spec.false_values)
-        elif kind == "json":
-            base = cv.to_json
-        else:  # pragma: no cover - config validation makes this unreachable
-            raise ValueError(f"unknown kind {kind!r}")
-        if spec.values and kind != "gender":
-            base = cv.make_lookup(spec.values, base)
-        if kind not in ("id", "text", "string", "email", "phone", "time", "datetime"):
-            # Values repeat down most columns (gender, flags, tiers, birthdays, small
-            # numbers, preference blobs); `cached` stops trying where they do not.
-            base = cv.cached(base)
-        for name in reversed(spec.transform):
-            base = _then(cv.TRANSFORMS[name], base)
-        return base
+        if spec.kind != "phone":
+            return cv.make_converter(spec, zone)
+        notes, extras = self._notes, self._extras
+        column = spec.column or spec.path
+        keep_as = spec.extension
+        dropped = (
+            f"{column}: phone extensions left out (add `extension: <attribute name>` to "
+            f"{spec.path} to keep them)"
+        )
+
+        def on_phone(text: str, phone: Phone) -> None:
+            if phone.extension and keep_as:
+                extras[keep_as] = phone.extension
+            elif phone.extension:
+                notes.append(
+                    (dropped, f'{column}: extension {phone.extension} of "{text}" left out')
+                )
+            if phone.ambiguous:
+                regions = " and ".join(phone.ambiguous)
+                notes.append(
+                    (
+                        f"{column}: numbers valid in {regions}, read as {phone.ambiguous[0]}",
+                        f'{column}: "{text}" is valid in {regions}; read as '
+                        f"{phone.ambiguous[0]} ({phone.number})",
+                    )
+                )
+
+        return cv.make_converter(spec, zone, on_phone)
 
     def _step(self, key: str, spec: FieldSpec, problems: list[MappingProblem]) -> _Step:
         convert = self._converter(key, spec)
@@ -288,73 +299,107 @@ class RowMapper:
         """
         names: dict[str, Any] = {
             "W": _TRIM, "CE": ConversionError, "RP": RowProblem, "MappedRow": MappedRow,
-            "sha256": hashlib.sha256,
+            "sha256": hashlib.sha256, "N": self._notes, "X": self._extras,
             "check_size": self._check_size, "RUN_TIME": self.run_time_ms,
+            "noted": self._noted, "dropped": _dropped,
         }  # fmt: skip
         lines = ["def map_row(cells):", "    problems = []", "    fields = {}", "    uid = None"]
         lines.append("    time = RUN_TIME")
-
-        def step(target: str, item: _Step, number: int) -> None:
-            key, index, convert, required, default, spec = item
-            names[f"c{number}"], names[f"s{number}"] = convert, spec
-            store = (
-                f"{target}[{key!r}]"
-                if target != "var"
-                else ("uid" if key == "customUserId" else "time")
-            )
-            if index < 0:
-                names[f"k{number}"] = convert("")
-                lines.append(f"    {store} = k{number}")
-                return
-            checks_size = target == "attributes" and spec.kind == "string"
-            lines.extend(
-                [
-                    f"    t = cells[{index}]",
-                    "    if t:",
-                    "        t = t.strip(W)",
-                    "    if t:",
-                    "        try:",
-                    f"            {store} = v = c{number}(t)",
-                    "        except CE as e:",
-                    f"            problems.append(RP(s{number}.path, s{number}.column, t,"
-                    " e.reason, e.hint))",
-                ]
-            )
-            if checks_size:
-                lines.extend(
-                    [
-                        "        else:",
-                        f"            if len(v) > {SOFT_MAX_BYTES // 4}:",
-                        f"                check_size({key!r}, v)",
-                    ]
-                )
-            if default is not None:
-                names[f"d{number}"] = default
-                lines.extend(["    else:", f"        {store} = c{number}(d{number})"])
-            elif required:
-                hint = (
-                    "Every row needs a customer id."
-                    if spec.kind == "id"
-                    else "This column is marked `required: true`; fill it in."
-                )
-                names[f"h{number}"] = hint
-                lines.extend(
-                    [
-                        "    else:",
-                        f"        problems.append(RP(s{number}.path, s{number}.column, '',"
-                        f" 'is empty', h{number}))",
-                    ]
-                )
-            elif self._null_empty and target != "var":
-                lines.extend(["    else:", f"        {store} = None"])
+        specs = [item[5] for item in [*self._fields, *self._custom]]
+        notes = any(s.kind == "phone" or s.on_invalid == "drop_field" for s in specs)
+        extras = any(s.extension for s in specs)
+        if notes:
+            lines.append("    N.clear()")
+        if extras:
+            lines.append("    X.clear()")
 
         count = 0
         for target, items in (("var", [self._user_id]), ("var", [self._time] if self._time else []),
                               ("fields", self._fields)):  # fmt: skip
             for item in items:
-                step(target, item, count)
+                self._emit_step(lines, names, target, item, count)
                 count += 1
-        for name, index, from_field, spec in [] if checks_only else self._hashes:
+        if not checks_only:
+            self._emit_hashes(lines, names)
+        if not self.mapping.send_clear:
+            lines += ["    fields.pop('email', None)", "    fields.pop('phoneNumber', None)"]
+        if self._custom:
+            lines.append("    attributes = {}")
+            for item in self._custom:
+                self._emit_step(lines, names, "attributes", item, count)
+                count += 1
+            lines += ["    if attributes:", "        fields['customAttributes'] = attributes"]
+        if extras:
+            lines += ["    if X:", "        fields.setdefault('customAttributes', {}).update(X)"]
+        lines += ["    if problems:", "        return problems"]
+        if notes:
+            lines += ["    if N:", "        return MappedRow(uid, time, fields, None, noted(N))"]
+        lines.append("    return MappedRow(uid, time, fields)")
+        exec(compile("\n".join(lines), f"<map_row for {self.mapping.path}>", "exec"), names)
+        function: Callable[[Sequence[str]], MappedRow | list[RowProblem]] = names["map_row"]
+        return function
+
+    def _emit_step(
+        self, lines: list[str], names: dict[str, Any], target: str, item: _Step, number: int
+    ) -> None:
+        """The generated lines that fill one value (or report why it cannot be filled)."""
+        key, index, convert, required, default, spec = item
+        names[f"c{number}"], names[f"s{number}"] = convert, spec
+        store = (
+            f"{target}[{key!r}]"
+            if target != "var"
+            else ("uid" if key == "customUserId" else "time")
+        )
+        if index < 0:
+            names[f"k{number}"] = convert("")
+            lines.append(f"    {store} = k{number}")
+            return
+        checks_size = target == "attributes" and spec.kind == "string"
+        lines.extend(
+            [
+                f"    t = cells[{index}]",
+                "    if t:",
+                "        t = t.strip(W)",
+                "    if t:",
+                "        try:",
+                f"            {store} = v = c{number}(t)",
+                "        except CE as e:",
+                f"            N.append(dropped(s{number}, t, e))"
+                if spec.on_invalid == "drop_field"
+                else f"            problems.append(RP(s{number}.path, s{number}.column, t,"
+                " e.reason, e.hint))",
+            ]
+        )
+        if checks_size:
+            lines.extend(
+                [
+                    "        else:",
+                    f"            if len(v) > {SOFT_MAX_BYTES // 4}:",
+                    f"                check_size({key!r}, v)",
+                ]
+            )
+        if default is not None:
+            names[f"d{number}"] = default
+            lines.extend(["    else:", f"        {store} = c{number}(d{number})"])
+        elif required:
+            hint = (
+                "Every row needs a customer id."
+                if spec.kind == "id"
+                else "This column is marked `required: true`; fill it in."
+            )
+            names[f"h{number}"] = hint
+            lines.extend(
+                [
+                    "    else:",
+                    f"        problems.append(RP(s{number}.path, s{number}.column, '',"
+                    f" 'is empty', h{number}))",
+                ]
+            )
+        elif self._null_empty and target != "var":
+            lines.extend(["    else:", f"        {store} = None"])
+
+    def _emit_hashes(self, lines: list[str], names: dict[str, Any]) -> None:
+        for name, index, from_field, spec in self._hashes:
             if from_field is None:
                 lines += [f"    t = cells[{index}].strip(W).lower()", "    if t:",
                           f"        fields[{name!r}] = t"]  # fmt: skip
@@ -364,22 +409,12 @@ class RowMapper:
                 names["canon"] = _phone_canonical(spec)
                 lines.append("        v = canon(v)")
             lines.append(f"        fields[{name!r}] = sha256(v.encode()).hexdigest()")
-        if not self.mapping.send_clear:
-            lines += ["    fields.pop('email', None)", "    fields.pop('phoneNumber', None)"]
-        if self._custom:
-            lines.append("    attributes = {}")
-            for item in self._custom:
-                step("attributes", item, count)
-                count += 1
-            lines += ["    if attributes:", "        fields['customAttributes'] = attributes"]
-        lines += [
-            "    if problems:",
-            "        return problems",
-            "    return MappedRow(uid, time, fields)",
-        ]
-        exec(compile("\n".join(lines), f"<map_row for {self.mapping.path}>", "exec"), names)
-        function: Callable[[Sequence[str]], MappedRow | list[RowProblem]] = names["map_row"]
-        return function
+
+    def _noted(self, notes: list[tuple[str, str]]) -> tuple[str, ...]:
+        """Count a valid row's notes as warnings; their texts go with the row."""
+        for key, _ in notes:
+            self.warnings[key] += 1
+        return tuple(text for _, text in notes)
 
     def _check_size(self, key: str, value: str) -> None:
         if len(value.encode()) > SOFT_MAX_BYTES:
@@ -389,8 +424,16 @@ class RowMapper:
             ] += 1
 
 
-_MISSING: Any = object()
 _TRIM = cv.WHITESPACE
+
+
+def _dropped(spec: FieldSpec, text: str, error: ConversionError) -> tuple[str, str]:
+    """The note for a value left out under ``on_invalid: drop_field``."""
+    column = spec.column or spec.path
+    return (
+        f"{column}: {error.reason}; left out of {spec.path} (on_invalid: drop_field)",
+        f'{column}: {error.reason} ("{_shorten(text)}"); left out (on_invalid: drop_field)',
+    )
 
 
 def _cell_text(value: Any) -> str:
@@ -401,37 +444,29 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
-_LETTER_VARIANTS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک", "\u200c": None, "\u200f": None})
-
-
-def header_key(name: str) -> str:
-    """A header name for forgiving comparison: Arabic/Persian letter variants, case,
-    and spaces, dashes and underscores do not matter."""
-    folded = name.translate(_LETTER_VARIANTS).casefold()
-    return "".join(ch for ch in folded if ch.isalnum() or ch == "#")
-
-
 def _phone_canonical(spec: FieldSpec | None) -> Callable[[str], str]:
     """The E.164 form of a normalised phone value, for hashing.
 
-    A national number of a known region is rewritten directly (+, country code,
-    number without trunk prefix); anything else goes through the full normaliser.
+    ``e164`` values are E.164 already, and so are ``national`` ones that start with
+    ``+`` (numbers of another country than the first region's); a national number of
+    the first region, and a ``keep`` value, are read again.
     """
-    code = spec.region if spec is not None else None
-    region = REGIONS.get(code) if code else None
+    regions = spec.region if spec is not None else ()
     if spec is not None and spec.phone_format == "e164":
         return _identity
-    if spec is not None and spec.phone_format == "national" and region is not None:
-        trunk, country = region.trunk_prefix, region.country_code
-        shortest, longest = region.nsn_min, region.nsn_max
+    if spec is not None and spec.phone_format == "national" and regions:
+        first = regions[:1]
+        iranian = first == ("IR",)
 
         def national_to_e164(value: str) -> str:
-            if value.startswith(trunk) and shortest <= len(value) - len(trunk) <= longest:
-                return f"+{country}{value[len(trunk) :]}"
-            return canonical_phone_for_hash(value, code)
+            if value.startswith("+"):
+                return value
+            if iranian and value.startswith("0"):
+                return "+98" + value[1:]
+            return canonical_phone_for_hash(value, first)
 
         return national_to_e164
-    return lambda value: canonical_phone_for_hash(value, code)
+    return lambda value: canonical_phone_for_hash(value, regions)
 
 
 def _identity(text: str) -> str:
@@ -440,16 +475,6 @@ def _identity(text: str) -> str:
 
 def _constant(value: Any) -> cv.Converter:
     return lambda _text: value
-
-
-def _then(first: Callable[[str], str], then: cv.Converter) -> cv.Converter:
-    def apply(text: str) -> Any:
-        text = first(text)
-        if not text:
-            raise ConversionError("is empty after the transform", text)
-        return then(text)
-
-    return apply
 
 
 def _is_report_column(name: str) -> bool:

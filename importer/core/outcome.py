@@ -57,6 +57,7 @@ class Outcome:
     keys: tuple[str, ...] = ()  # short reasons, for the summary's counts
     source: str = ""  # which input, when a run reads several
     raw: bytes = b""  # fingerprint of the raw cells, when a state file keeps it
+    warning: str = ""  # a valid row's warnings (values left out, ambiguous phones)
 
     @property
     def fate(self) -> Fate:

@@ -1,88 +1,63 @@
-"""Phone number normalisation for a small, explicit table of regions.
+"""Phone numbers: Google's libphonenumber (the ``phonenumbers`` package), with a fast path.
 
-This is deliberately not libphonenumber: it knows each supported country's calling
-code, trunk prefix and the lengths of its national significant number (NSN), which
-is enough to turn the ways people type numbers into spreadsheets into one form. It
-runs once per phone cell, so everything it needs is precomputed at import time.
+A number written with ``+`` or ``00`` carries its own country. A number without one is
+read in the mapping's regions, in order: the first region where libphonenumber says the
+number is **valid** wins; it is never forced into a region where it is not. A number
+valid in several listed regions (``(212) 555-0143`` is a New York and a Tehran number)
+is read in the first and reported as ambiguous. An extension (``x6413``, ``ext. 12``)
+is split off, never a reason to fail.
 
 Forms produced:
 
 * ``keep``: the text with separators removed (digits and a leading ``+`` kept).
-* ``national``: trunk prefix + NSN in the number's own country, e.g. ``09121122333``.
-* ``e164``: ``+`` + country code + NSN, e.g. ``+989121122333``.
+* ``national``: the national form, digits only (``09121122333``), for numbers of the
+  first region's country; numbers of other countries are written in E.164.
+* ``e164``: ``+`` + country code + national number, e.g. ``+989121122333``.
+
+libphonenumber costs over 100 µs a number; the converter runs on every row of files
+with millions of rows, so the common Iranian mobile shapes are recognised first with
+the same numbering pattern libphonenumber uses (a property test keeps the two equal).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Final, Literal
+import functools
+import re
+from collections.abc import Callable, Sequence
+from typing import Final, Literal, NamedTuple
+
+import phonenumbers
 
 from importer.errors import ConversionError
 
 __all__ = [
     "PHONE_FORMATS",
-    "REGIONS",
     "SUPPORTED_REGIONS",
+    "Phone",
     "PhoneFormat",
-    "Region",
     "canonical_phone_for_hash",
+    "make_phone_parser",
     "normalize_phone",
+    "parse_phone",
+    "region_of",
 ]
 
 PhoneFormat = Literal["keep", "national", "e164"]
 PHONE_FORMATS: Final[tuple[str, ...]] = ("keep", "national", "e164")
 
-
-@dataclass(frozen=True, slots=True)
-class Region:
-    """Numbering facts for one region (ISO 3166 alpha-2 ``code``)."""
-
-    code: str
-    country_code: str  # ITU calling code, digits only
-    trunk_prefix: str  # dialled before the NSN inside the country; "" if none
-    nsn_min: int  # shortest national significant number, in digits
-    nsn_max: int  # longest national significant number, in digits
-    example_national: str  # shown in hints
-    example_international: str  # shown in hints
-
-    @property
-    def hint(self) -> str:
-        """What to tell a user whose number does not fit this region."""
-        return f"Use a number like {self.example_national} or {self.example_international}."
+SUPPORTED_REGIONS: Final[frozenset[str]] = frozenset(phonenumbers.SUPPORTED_REGIONS)
+"""Region codes (ISO 3166 alpha-2, upper case) libphonenumber has numbering plans for."""
 
 
-_REGION_LIST = (
-    Region("IR", "98", "0", 10, 10, "0912 112 2333", "+98 912 112 2333"),
-    Region("US", "1", "", 10, 10, "(201) 555-0123", "+1 201 555 0123"),
-    Region("CA", "1", "", 10, 10, "(506) 555-0123", "+1 506 555 0123"),
-    Region("GB", "44", "0", 9, 10, "07400 123456", "+44 7400 123456"),
-    Region("DE", "49", "0", 6, 13, "030 123456", "+49 30 123456"),
-    Region("FR", "33", "0", 9, 9, "06 12 34 56 78", "+33 6 12 34 56 78"),
-    Region("AE", "971", "0", 8, 9, "050 123 4567", "+971 50 123 4567"),
-    Region("TR", "90", "0", 10, 10, "0501 234 56 78", "+90 501 234 56 78"),
-    Region("IQ", "964", "0", 8, 10, "0791 234 5678", "+964 791 234 5678"),
-    Region("AF", "93", "0", 9, 9, "070 123 4567", "+93 70 123 4567"),
-)
+class Phone(NamedTuple):
+    """A parsed phone cell (a tuple: built once per row, it must be cheap)."""
 
-REGIONS: Final[Mapping[str, Region]] = MappingProxyType({r.code: r for r in _REGION_LIST})
-"""Supported regions by upper-case ISO 3166 alpha-2 code."""
+    number: str  # in the requested form
+    e164: str  # the canonical form, for hashing ("" with `keep` when it has none)
+    extension: str = ""  # digits after x / ext / #, split off
+    # When valid in several listed regions: those regions, the one it was read in first.
+    ambiguous: tuple[str, ...] = ()
 
-SUPPORTED_REGIONS: Final[tuple[str, ...]] = tuple(sorted(REGIONS))
-"""Region codes the config layer may accept (upper case; matching is case-insensitive)."""
-
-# Calling code -> region. US and CA share "1" and the same rules, so either will do.
-_BY_COUNTRY_CODE: Final[dict[str, Region]] = {}
-for _region in _REGION_LIST:
-    _BY_COUNTRY_CODE.setdefault(_region.country_code, _region)
-del _region
-
-# Lower- and upper-case spellings so lookups never need str.upper() on the hot path.
-_REGION_LOOKUP: Final[dict[str, Region]] = {
-    **{code.lower(): r for code, r in REGIONS.items()},
-    **REGIONS,
-}
 
 # One translate pass: Persian and Arabic-Indic digits become ASCII, separators vanish.
 _SEPARATORS = " \t\u00a0\u2007\u2009\u202f-\u2010\u2011\u2012\u2013\u2212./()"
@@ -93,12 +68,28 @@ _CLEAN_TABLE: Final[dict[int, int | None]] = {
 }
 # Most cells are plain ASCII; bytes.translate is several times faster than str.translate.
 _ASCII_SEPARATORS: Final[bytes] = b" \t-./()"
+_ASCII_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 
-_E164_MIN_DIGITS: Final = 8  # shortest plausible full international number
-_E164_MAX_DIGITS: Final = 15  # ITU-T E.164 maximum, country code included
+# An extension at the end: "x6413", "ext. 12", "extension 7", "#12", ";ext=12", "داخلی ۱۲".
+_EXTENSION = re.compile(
+    r"\s*(?:;\s*ext=|,?\s*(?:extension|ext\.?|x|#|داخلی)\s*:?\s*)(\d{1,10})\s*$",
+    re.IGNORECASE,
+)
 
 _REASON: Final = "not a phone number"
 _GENERIC_HINT: Final = "Use a number with its country code, like +98 912 112 2333."
+
+
+def _mobile_pattern(region: str) -> str:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    pattern = None if metadata is None or metadata.mobile is None else metadata.mobile
+    if pattern is None or pattern.national_number_pattern is None:
+        raise RuntimeError(f"libphonenumber has no mobile numbering pattern for {region}")
+    return str(pattern.national_number_pattern)
+
+
+# Iranian mobile numbers, as libphonenumber's own metadata describes them.
+_IR_MOBILE: Final = re.compile(_mobile_pattern("IR"))
 
 
 def _clean(text: str) -> str:
@@ -114,140 +105,257 @@ def _clean(text: str) -> str:
     return cleaned
 
 
-def _split_plus(cleaned: str, text: str, hint: str) -> tuple[bool, str]:
-    """Return ``(has_plus, digits)`` or raise when anything but digits is left."""
-    plus = cleaned.startswith("+")
-    digits = cleaned[1:] if plus else cleaned
+def _digits_ok(cleaned: str) -> bool:
+    digits = cleaned[1:] if cleaned.startswith("+") else cleaned
     # isdecimal alone would accept other scripts' digits; isascii rules those out.
-    if not (digits.isascii() and digits.isdecimal()):
-        raise ConversionError(_REASON, text, hint)
-    return plus, digits
+    return digits.isascii() and digits.isdecimal()
 
 
-def _region_for(region: str | None) -> Region | None:
-    if region is None:
-        return None
-    found = _REGION_LOOKUP.get(region) or REGIONS.get(region.upper())
-    if found is None:
-        # The config layer validates regions against SUPPORTED_REGIONS before any row
-        # is read, so reaching this is a programming error, not bad cell data.
-        raise ValueError(
-            f"unknown phone region {region!r}; supported: {', '.join(SUPPORTED_REGIONS)}"
-        )
-    return found
-
-
-def _from_nsn(info: Region, nsn: str, fmt: str) -> str:
-    return info.trunk_prefix + nsn if fmt == "national" else "+" + info.country_code + nsn
-
-
-def _international(digits: str, text: str, fmt: str, hint: str) -> str:
-    """Normalise ``digits`` that follow a ``+`` or ``00`` (country code first)."""
-    if not digits or digits[0] == "0":  # no calling code starts with 0
-        raise ConversionError(_REASON, text, hint)
-    info = (
-        _BY_COUNTRY_CODE.get(digits[:1])
-        or _BY_COUNTRY_CODE.get(digits[:2])
-        or _BY_COUNTRY_CODE.get(digits[:3])
-    )  # calling codes are prefix-free, so at most one of these matches
-    if info is None:
-        if fmt == "national":
-            raise ConversionError(
-                "unsupported phone country",
-                text,
-                f"{text} can't be written in national form for an unknown country; "
-                "use phone_format: e164.",
-            )
-        if not _E164_MIN_DIGITS <= len(digits) <= _E164_MAX_DIGITS:
-            raise ConversionError(_REASON, text, _GENERIC_HINT)
-        return "+" + digits
-    nsn = digits[len(info.country_code) :]
-    # "+98 (0)912 ..." style: a trunk prefix written after the country code is common
-    # in signatures and spreadsheets; it is dropped once, never twice.
-    if info.trunk_prefix and nsn.startswith(info.trunk_prefix):
-        nsn = nsn[len(info.trunk_prefix) :]
-    if nsn[:1] == "0" or not info.nsn_min <= len(nsn) <= info.nsn_max:
-        raise ConversionError(_REASON, text, info.hint)
-    return _from_nsn(info, nsn, fmt)
-
-
-def normalize_phone(text: str, fmt: str, region: str | None) -> str:
-    """Normalise the phone number ``text`` to ``fmt`` ("keep", "national" or "e164").
-
-    ``text`` should already be trimmed. Persian and Arabic-Indic digits are accepted;
-    spaces, dashes, dots, slashes and parentheses are dropped. A leading ``+`` or
-    ``00`` marks an international number whose country code follows; otherwise the
-    number is read in ``region`` (ISO 3166 alpha-2, case-insensitive, one of
-    :data:`SUPPORTED_REGIONS`). A bare number that starts with the region's country
-    code is read as international only when its length fits country code + NSN,
-    so ``9121122333`` in IR is national but ``989121122333`` is ``+98 ...``.
-
-    * ``keep`` returns the cleaned text (digits and a leading ``+``) after checking
-      that it has no letters and at least 5 digits; ``region`` is not used.
-    * ``national`` returns trunk prefix + NSN in the number's own country.
-    * ``e164`` returns ``+`` + country code + NSN; international numbers from
-      countries outside :data:`REGIONS` are accepted with 8 to 15 digits.
-
-    Raises :class:`ConversionError` for text that cannot be a phone number (reason
-    "not a phone number"), for a ``national`` number from an unknown country and for
-    a number without country code when ``region`` is None. Raises :class:`ValueError`
-    for an unknown ``region`` or ``fmt``: the config layer validates both first, so
-    that is a programming error rather than bad data.
-    """
-    if fmt != "national" and fmt != "e164" and fmt != "keep":
-        raise ValueError(f"unknown phone format {fmt!r}; expected one of {PHONE_FORMATS}")
-    info = _region_for(region)
-    hint = info.hint if info is not None else _GENERIC_HINT
+def _split(text: str) -> tuple[str, str]:
+    """``(cleaned number, extension)``; the extension is "" when there is none."""
     cleaned = _clean(text)
-    plus, digits = _split_plus(cleaned, text, hint)
+    if _digits_ok(cleaned):
+        return cleaned, ""
+    found = _EXTENSION.search(text.translate(_ASCII_DIGITS))
+    if found is not None:
+        main = _clean(text.translate(_ASCII_DIGITS)[: found.start()])
+        if _digits_ok(main):
+            return main, found.group(1)
+    return cleaned, ""
 
-    if fmt == "keep":
-        if len(digits) < 5:
+
+@functools.lru_cache(maxsize=64)
+def _hint(regions: tuple[str, ...]) -> str:
+    if not regions:
+        return _GENERIC_HINT
+    example = phonenumbers.example_number_for_type(regions[0], phonenumbers.PhoneNumberType.MOBILE)
+    if example is None:
+        return _GENERIC_HINT
+    national = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.NATIONAL)
+    international = phonenumbers.format_number(
+        example, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    where = regions[0] if len(regions) == 1 else " or ".join(regions)
+    return f"Use a number valid in {where}, like {national}, or one with its country code, like {international}."  # noqa: E501
+
+
+def _parse(number: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _e164(parsed: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _national(parsed: phonenumbers.PhoneNumber) -> str:
+    text = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def make_phone_parser(fmt: str, regions: Sequence[str] | str | None = ()) -> Callable[[str], Phone]:
+    """A parser of phone cells (already trimmed, non-empty) into :class:`Phone`.
+
+    ``regions`` are upper-case ISO 3166 codes from :data:`SUPPORTED_REGIONS`, tried in
+    order for numbers without a country code. Raises :class:`ConversionError` for a
+    cell that is no valid number; :class:`ValueError` for an unknown ``fmt`` or region
+    (the config layer checks both first, so that is a programming error).
+    """
+    if fmt not in PHONE_FORMATS:
+        raise ValueError(f"unknown phone format {fmt!r}; expected one of {PHONE_FORMATS}")
+    regions = _regions(regions)
+    for region in regions:
+        if region not in SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {region!r}")
+    hint = _hint(regions)
+    first_code = phonenumbers.country_code_for_region(regions[0]) if regions else 0
+    # With IR first, an Iranian mobile is read as one whatever else is listed; the
+    # other regions are only asked whether they could claim it too (an ambiguity).
+    ir_first = regions[:1] == ("IR",)
+    others = regions[1:] if ir_first else ()
+    ir_national = fmt == "national" and ir_first
+
+    def parse(text: str) -> Phone:
+        cleaned, extension = _split(text)
+        if not _digits_ok(cleaned) or len(cleaned) < 2:
             raise ConversionError(_REASON, text, hint)
-        return cleaned
+        if fmt == "keep":
+            if len(cleaned.lstrip("+")) < 5:
+                raise ConversionError(_REASON, text, hint)
+            return Phone(cleaned, "", extension)
+        nsn = _iranian_mobile(cleaned, ir_first)
+        if nsn:
+            e164 = "+98" + nsn
+            number = "0" + nsn if ir_national else e164
+            if others and cleaned[0] != "+" and not cleaned.startswith("00"):
+                also = tuple(r for r in others if _valid_in(cleaned, r) is not None)
+                if also:
+                    return Phone(number, e164, extension, ("IR", *also))
+            return Phone(number, e164, extension)
+        parsed, ambiguous = _read(text, cleaned, regions, hint)
+        e164 = _e164(parsed)
+        if fmt == "national" and parsed.country_code == first_code:
+            return Phone(_national(parsed), e164, extension, ambiguous)
+        return Phone(e164, e164, extension, ambiguous)
 
-    if plus:
-        return _international(digits, text, fmt, hint)
-    if digits.startswith("00"):
-        return _international(digits[2:], text, fmt, hint)
-    if info is None:
+    return parse
+
+
+def _iranian_mobile(cleaned: str, ir_first: bool) -> str:
+    """The fast path: the national number of an Iranian mobile written +98 9…, 0098 9…
+    or (when IR is the first region) 09…, 9…, 989…; "" for anything else."""
+    size = len(cleaned)
+    nsn = ""
+    if size == 13 and cleaned.startswith("+989"):
+        nsn = cleaned[3:]
+    elif size == 14 and cleaned.startswith("00989"):
+        nsn = cleaned[4:]
+    elif ir_first:
+        if size == 11 and cleaned.startswith("09"):
+            nsn = cleaned[1:]
+        elif size == 10 and cleaned[0] == "9":
+            nsn = cleaned
+        elif size == 12 and cleaned.startswith("989"):
+            nsn = cleaned[2:]
+    return nsn if nsn and _IR_MOBILE.fullmatch(nsn) else ""
+
+
+def _valid_in(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """The number read in ``region``, when libphonenumber says it is valid.
+
+    A number of another region with the same calling code counts (a Jersey mobile
+    written 07797 …, with GB listed): it is the same number in E.164. libphonenumber's
+    parse costs ~30 µs, so numbers its patterns rule out are ruled out first.
+    """
+    if not _could_be_valid(digits, region):
+        return None
+    parsed = _parse(digits, region)
+    if parsed is None:
+        return None
+    if phonenumbers.is_valid_number_for_region(parsed, region):  # cheap, the usual case
+        return parsed
+    shared = len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(parsed.country_code or 0, ())) > 1
+    return parsed if shared and phonenumbers.is_valid_number(parsed) else None
+
+
+@functools.cache
+def _region_patterns(
+    region: str,
+) -> tuple[list[re.Pattern[str]], str, re.Pattern[str] | None, re.Pattern[str] | None] | None:
+    """The general number patterns of every region with this region's calling code,
+    the calling code, and the region's national and international prefixes; None
+    where national numbers are rewritten (no shortcut there)."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if meta is None or meta.country_code is None or meta.national_prefix_transform_rule:
+        return None
+    general: list[re.Pattern[str]] = []
+    for sibling in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(meta.country_code, ()):
+        other = phonenumbers.PhoneMetadata.metadata_for_region(sibling)
+        desc = None if other is None else other.general_desc
+        if desc is None or desc.national_number_pattern is None:
+            return None
+        general.append(re.compile(desc.national_number_pattern))
+    national = meta.national_prefix_for_parsing or meta.national_prefix
+    international = meta.international_prefix
+    return (
+        general,
+        str(meta.country_code),
+        re.compile(national) if national else None,
+        re.compile(international) if international else None,
+    )
+
+
+def _could_be_valid(digits: str, region: str) -> bool:
+    """False only when no national number libphonenumber could read from ``digits``
+    (as written, without the calling code, without the national prefix, or without
+    both) fits a general pattern of the calling code. ``digits`` has no ``+``."""
+    patterns = _region_patterns(region)
+    if patterns is None:
+        return True
+    general, code, national, international = patterns
+    if international is not None and international.match(digits):
+        return True  # read as an international number: let libphonenumber decide
+    bases = [digits, digits[len(code) :]] if digits.startswith(code) else [digits]
+    for base in bases:
+        found = national.match(base) if national is not None else None
+        for candidate in (base, base[found.end() :]) if found is not None else (base,):
+            if any(pattern.fullmatch(candidate) for pattern in general):
+                return True
+    return False
+
+
+def _read(
+    text: str, cleaned: str, regions: tuple[str, ...], hint: str
+) -> tuple[phonenumbers.PhoneNumber, tuple[str, ...]]:
+    """libphonenumber's reading, and the listed regions it is ambiguous between."""
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    if cleaned.startswith("+"):
+        parsed = _parse(cleaned, None)
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
+            raise ConversionError(_REASON, text, hint)
+        return parsed, ()
+    if not regions:
         raise ConversionError(
             "phone number without country code",
             text,
             "Write the number with its country code, like +98 912 112 2333, "
             "or set the phone region in the mapping.",
         )
-
-    cc = info.country_code
-    if (
-        digits.startswith(cc)
-        and info.nsn_min <= len(digits) - len(cc) <= info.nsn_max
-        and digits[len(cc)] != "0"
-    ):
-        # Excel turns "+98 912..." into the number 98912...; the length check keeps a
-        # national number that merely starts with the same digits (IR 10 digits vs 12).
-        return _from_nsn(info, digits[len(cc) :], fmt)
-
-    trunk = info.trunk_prefix
-    # Without the trunk prefix is also accepted: spreadsheets drop leading zeros.
-    nsn = digits[len(trunk) :] if trunk and digits.startswith(trunk) else digits
-    if nsn[:1] == "0" or not info.nsn_min <= len(nsn) <= info.nsn_max:
-        raise ConversionError(_REASON, text, hint)
-    return _from_nsn(info, nsn, fmt)
+    found: list[tuple[str, phonenumbers.PhoneNumber]] = []
+    for region in regions:
+        parsed = _valid_in(cleaned, region)
+        if parsed is not None:
+            found.append((region, parsed))
+    if not found:
+        raise ConversionError(f"not a valid phone number in {' or '.join(regions)}", text, hint)
+    first_region, first = found[0]
+    # US and CA share +1: a number valid in both is one number, not an ambiguity.
+    others = tuple(r for r, p in found[1:] if _e164(p) != _e164(first))
+    return first, (first_region, *others) if others else ()
 
 
-def canonical_phone_for_hash(text: str, region: str | None) -> str:
-    """Return the canonical form of a phone number to feed into a hash.
+def parse_phone(text: str, fmt: str, regions: Sequence[str] | str | None) -> Phone:
+    """Parse one phone cell (see :func:`make_phone_parser`)."""
+    return _parser(fmt, _regions(regions))(text)
 
-    The canonical form is E.164 (``+989121122333``) whenever :func:`normalize_phone`
-    can produce it, so every way of writing the same number hashes identically. A
-    number that cannot be normalised (no country code and no region, wrong length,
-    letters) is hashed as its cleaned text instead, never dropped: Persian and
-    Arabic-Indic digits become ASCII and separators are removed, but a leading ``+``
-    and any letters stay, so distinct inputs do not collapse into one hash.
-    ``region`` follows :func:`normalize_phone` (an unknown region is a ValueError).
+
+@functools.lru_cache(maxsize=64)
+def _parser(fmt: str, regions: tuple[str, ...]) -> Callable[[str], Phone]:
+    return make_phone_parser(fmt, regions)
+
+
+def normalize_phone(text: str, fmt: str, regions: Sequence[str] | str | None) -> str:
+    """The number in ``fmt`` form (the extension, if any, is left out)."""
+    return parse_phone(text, fmt, regions).number
+
+
+def _regions(regions: Sequence[str] | str | None) -> tuple[str, ...]:
+    if regions is None:
+        return ()
+    if isinstance(regions, str):
+        return (regions.upper(),)
+    return tuple(r.upper() for r in regions)
+
+
+def canonical_phone_for_hash(text: str, regions: Sequence[str] | str | None) -> str:
+    """The canonical form of a phone number to feed into a hash.
+
+    E.164 (``+989121122333``) whenever the number parses, so every way of writing the
+    same number hashes identically. A number that does not parse is hashed as its
+    cleaned text instead, never dropped: Persian and Arabic-Indic digits become ASCII
+    and separators are removed, but a leading ``+`` and any letters stay, so distinct
+    inputs do not collapse into one hash.
     """
     try:
-        return normalize_phone(text, "e164", region)
+        return parse_phone(text, "e164", regions).number
     except ConversionError:
         return _clean(text)
+
+
+def region_of(e164: str) -> str | None:
+    """The region (ISO code) of an E.164 number, or None."""
+    parsed = _parse(e164, None)
+    return None if parsed is None else phonenumbers.region_code_for_number(parsed)

@@ -120,6 +120,7 @@ class Summary:
     rows_skipped: int = 0
     blank_rows: int = 0
     failures_path: str | None = None
+    warnings_path: str | None = None
     duration_seconds: float = 0.0
     encoding: str | None = None
     reasons: Counter[str] = field(default_factory=Counter)
@@ -140,6 +141,7 @@ class Summary:
             "rows_skipped": self.rows_skipped,
             "blank_rows": self.blank_rows,
             "failures_path": self.failures_path,
+            "warnings_path": self.warnings_path,
             "duration_seconds": round(self.duration_seconds, 3),
             "encoding": self.encoding,
             "reasons": dict(self.reasons.most_common()),
@@ -195,13 +197,19 @@ class Summary:
                 lines.append(_describe_pacing(pacing))
             if extra.get("aborted"):
                 lines.append(f"Stopped early: {extra['aborted']}")
-        for warning, count in self.warnings.most_common(top):
-            lines.append(f"Warning: {warning} ({count:,} rows)")
+        lines += self._warnings_and_files(top)
+        return "\n".join(lines)
+
+    def _warnings_and_files(self, top: int) -> list[str]:
+        lines = [f"Warning: {warning} ({count:,} rows)" for warning, count in
+                 self.warnings.most_common(top)]  # fmt: skip
+        if self.warnings_path:
+            lines.append(f"Rows kept despite a warning, and why: {self.warnings_path}")
         if self.failures_path:
             lines.append(f"Failed rows and their reasons: {self.failures_path}")
         elif self.mode == "validate" or self.rows_failed == 0:
             lines.append("No failed rows, so no failure file was written.")
-        return "\n".join(lines)
+        return lines
 
 
 def _describe_pacing(pacing: dict[str, Any]) -> str:
@@ -212,6 +220,19 @@ def _describe_pacing(pacing: dict[str, Any]) -> str:
         p50, p95 = pacing["latency_p50_ms"], pacing["latency_p95_ms"]
         text += f"; latency p50 {p50:,.0f} ms, p95 {p95:,.0f} ms"
     return text + f"; {pacing['rate_limited']:,} answered 429"
+
+
+# `_stage` of the rows in the warnings file: kept (sent, or valid), with a warning.
+STAGE_WARNING = "warning"
+
+
+def warnings_path(failures: Path) -> Path:
+    """Where the rows kept despite a warning are listed: beside the failure CSV
+    (``x.failures.csv`` → ``x.warnings.csv``; ``f.csv`` → ``f.warnings.csv``)."""
+    name = failures.name
+    if name.endswith(".failures.csv"):
+        return failures.with_name(name.removesuffix(".failures.csv") + ".warnings.csv")
+    return failures.with_name(f"{failures.stem}.warnings{failures.suffix or '.csv'}")
 
 
 def write_atomic(path: Path, text: str) -> None:

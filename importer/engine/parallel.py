@@ -36,9 +36,10 @@ _MAPPERS: dict[str, RowMapper] = {}
 _ENCODE = True
 
 Record = tuple[int, list[str], str | None]
-# Per row: a MappedRow (mapped here) | (user id, time, content JSON) (mapped by a
-# worker) | None (valid, not materialised) | [error text, (reason keys...)] (invalid).
-RowResult = MappedRow | tuple[str, int, str] | list[Any] | None
+# Per row: a MappedRow (mapped here) | (user id, time, content JSON[, warnings]) (mapped
+# by a worker) | None (valid, not materialised) | warnings text (valid, not
+# materialised, with warnings) | [error text, (reason keys...)] (invalid).
+RowResult = MappedRow | tuple[str, int, str] | tuple[str, int, str, str] | str | list[Any] | None
 ChunkResult = tuple[list[RowResult], dict[str, int]]
 # (user id, raw fingerprint) pairs -> the user ids whose last delivery had the same
 # raw fingerprint (see RawCheck).
@@ -99,10 +100,15 @@ def _map_rows(
     for cells in rows:
         mapped = map_row(cells)
         if isinstance(mapped, MappedRow):
+            notes = mapped.notes
             if not encode:
-                append(None)
+                append("; ".join(notes) if notes else None)
+            elif as_objects:
+                append(mapped)
+            elif notes:
+                append((mapped.user_id, mapped.time, mapped.content, "; ".join(notes)))
             else:
-                append(mapped if as_objects else (mapped.user_id, mapped.time, mapped.content))
+                append((mapped.user_id, mapped.time, mapped.content))
         else:
             append(["; ".join(str(p) for p in mapped), tuple(p.key for p in mapped)])
     warnings = dict(mapper.warnings)

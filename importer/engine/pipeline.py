@@ -33,12 +33,15 @@ def mapped_outcomes(mapped: MappedRecords, label: str = "") -> Iterator[Outcome]
             yield skipped(number, cells, SkipReason.UNCHANGED, label, raw)
         elif result is None:
             yield Outcome(number, cells, VALID, source=label, raw=raw)
+        elif isinstance(result, str):
+            yield Outcome(number, cells, VALID, source=label, raw=raw, warning=result)
         elif isinstance(result, MappedRow):
-            yield Outcome(number, cells, result, source=label, raw=raw)
+            warning = "; ".join(result.notes)
+            yield Outcome(number, cells, result, source=label, raw=raw, warning=warning)
         elif isinstance(result, tuple):
-            user_id, moment, content = result
-            row = MappedRow.from_content(user_id, moment, content)
-            yield Outcome(number, cells, row, source=label, raw=raw)
+            row = MappedRow.from_content(*result[:3])
+            warning = result[3] if len(result) > 3 else ""
+            yield Outcome(number, cells, row, source=label, raw=raw, warning=warning)
         else:
             yield Outcome(number, cells, None, Stage.VALIDATE, result[0], result[1], label, raw)
 

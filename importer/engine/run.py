@@ -19,7 +19,7 @@ from importer.core.config import Mapping
 from importer.core.pacing import PacingStats
 from importer.edges.duplicates import DuplicatePlan
 from importer.edges.progress import Progress, choose_progress
-from importer.edges.report import Summary
+from importer.edges.report import Summary, warnings_path
 from importer.edges.state import StateStore, input_fingerprint
 from importer.edges.transport import HttpTransport
 from importer.engine.inputs import Input, Job, expand_inputs
@@ -123,7 +123,8 @@ class _Run:
         mode = "dry-run" if self.options.dry_run else "run"
         summary = Summary(mode=mode, source=", ".join(patterns), encoding=job.encoding)
         failures = job.failure_writer(outputs.failures)
-        tally = Tally(summary, failures, state)
+        listed = job.failure_writer(warnings_path(outputs.failures))
+        tally = Tally(summary, failures, state, listed)
         notes = self._resume(tally)
         progress = choose_progress(outputs.progress, plan.rows or None, log,
                                    outputs.progress_interval)  # fmt: skip
@@ -138,8 +139,10 @@ class _Run:
             _hold_signals()
             progress.close()
             failures.close()
+            listed.close()
         summary.blank_rows = reading.blank_rows
         summary.failures_path = str(outputs.failures) if failures.count else None
+        summary.warnings_path = str(listed.path) if listed.count else None
         self._conclude(summary, runner, plan, started)
         abort = runner.abort
         return JobResult(summary, exit_code(summary, abort), advice(abort, summary, job.mapping),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from importer.core.messages import MappedRow
 from importer.core.outcome import Outcome, SkipReason, Stage
-from importer.edges.report import FailureWriter, Summary
+from importer.edges.report import STAGE_WARNING, FailureWriter, Summary
 
 if TYPE_CHECKING:
     from importer.edges.state import Restored
@@ -73,17 +73,21 @@ class NoLedger:
 
 class Tally:
     """Counts rows into ``summary``; failed rows also go to ``failures`` (when there is
-    a failure file) and every settled row to ``ledger`` (when there is a state file)."""
+    a failure file), every settled row to ``ledger`` (when there is a state file), and
+    valid rows with a warning (a value left out under ``on_invalid: drop_field``, an
+    ambiguous phone) to ``warnings`` (when there is a warnings file)."""
 
     def __init__(
         self,
         summary: Summary,
         failures: FailureWriter | None = None,
         ledger: Ledger | None = None,
+        warnings: FailureWriter | None = None,
     ) -> None:
         self.summary = summary
         self.failures = failures
         self.ledger: Ledger = ledger or NoLedger()
+        self.warnings = warnings
 
     # --- the invariant ---------------------------------------------------------------
 
@@ -106,6 +110,10 @@ class Tally:
         summary.rows_total += 1
         if outcome.mapped is not None:
             summary.rows_valid += 1
+            if outcome.warning and self.warnings is not None:
+                self.warnings.write(
+                    outcome.row, STAGE_WARNING, outcome.warning, outcome.cells, outcome.source
+                )
             return outcome.mapped
         if outcome.stage == Stage.SKIP:
             summary.rows_valid += 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from importer.core.config import Mapping
 from importer.core.outcome import SkipReason
-from importer.edges.report import Summary
+from importer.edges.report import Summary, warnings_path
 from importer.engine.inputs import Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
 from importer.engine.tally import Tally
@@ -22,7 +22,8 @@ def validate_job(
     job = Job(expand_inputs([source], mapping), mapping, run_start_millis())
     summary = Summary(mode="validate", source=source, encoding=job.encoding)
     writer = job.failure_writer(failures_path)
-    tally = Tally(summary, writer)
+    listed = job.failure_writer(warnings_path(failures_path))
+    tally = Tally(summary, writer, warnings=listed)
     job.start_workers(workers, encode=False)
     reading = job.reading()
     valid = 0
@@ -35,9 +36,11 @@ def validate_job(
         summary.warnings.update(job.warnings())
     finally:
         writer.close()
+        listed.close()
         job.close()
     tally.skipped_unrecorded(SkipReason.VALIDATED, valid)
     summary.blank_rows = reading.blank_rows
     summary.failures_path = str(failures_path) if writer.count else None
+    summary.warnings_path = str(listed.path) if listed.count else None
     summary.duration_seconds = time.monotonic() - started
     return summary, job.descriptions
