@@ -8,6 +8,7 @@ import pytest
 
 from importer.core.config import load_mapping, parse_mapping
 from importer.errors import MappingError
+from tests.cli_helpers import SAMPLE_CSV, assert_no_traceback, cli
 
 
 def problems(text: str) -> list[str]:
@@ -125,3 +126,69 @@ def test_cli_overrides_source_options() -> None:
     changed = mapping.with_source(delimiter="\t", sheet=None)
     assert changed.source.delimiter == "\t"
     assert changed.source.sheet == "Customers"
+
+
+# --- hostile mapping files --------------------------------------------------------
+
+BILLION_LAUGHS = """
+user_id: id
+custom:
+  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+  f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+  g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+  h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+  i: [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def test_anchors_are_refused_before_anything_expands() -> None:
+    # 9**9 strings if expanded; refused at the first anchor, with its line.
+    assert problems(BILLION_LAUGHS) == [
+        "line 4, column 6: not valid YAML: anchors and aliases (&name, *name) are not "
+        "allowed in a mapping file; write each value out"
+    ]
+
+
+def test_a_lone_alias_is_refused_too() -> None:
+    found = problems("user_id: id\nfields: {firstName: *name}\n")
+    assert found[0].startswith("line 2, column 21: not valid YAML: anchors and aliases")
+
+
+def test_a_huge_mapping_file_is_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("user_id: id\n" + "# padding\n" * 300_000)
+    with pytest.raises(MappingError) as caught:
+        load_mapping(path)
+    assert "the file is 2.9 MB; a mapping file is at most 2 MB" in str(caught.value)
+    assert "check that this is the mapping and not the data" in str(caught.value)
+
+
+def test_surrogate_escapes_are_a_mapping_error_with_their_path() -> None:
+    found = problems('user_id: id\ncustom:\n  sushi: {value: "\\ud83c\\udf63"}\n')
+    assert found == [
+        "custom.sushi.value: holds a UTF-16 surrogate escape (\\ud83c\\udf63): write the "
+        "character itself, or \\U0001F363 style escapes for characters beyond \\uFFFF"
+    ]
+    assert problems('user_id: "\\udfff"\n')[0].startswith("user_id: holds a UTF-16 surrogate")
+    # The same character written properly is fine.
+    parse_mapping('user_id: id\ncustom:\n  sushi: {value: "\\U0001F363"}\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BILLION_LAUGHS, "line 4, column 6: not valid YAML: anchors and aliases"),
+        ('user_id: id\ncustom:\n  sushi: {value: "\\ud83c\\udf63"}\n', "custom.sushi.value:"),
+    ],
+)
+def test_hostile_mappings_exit_2_through_the_cli(tmp_path: Path, text: str, expected: str) -> None:
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(text, encoding="utf-8")
+    result = cli("validate", SAMPLE_CSV, "--mapping", mapping, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert_no_traceback(result)
