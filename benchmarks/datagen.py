@@ -47,8 +47,16 @@ MISTAKES = [
 ]
 
 
+# Allocated Iranian mobile prefixes (after the 9): libphonenumber rejects made-up ones.
+_MOBILE_PREFIXES = [
+    *(f"0{b}" for b in "012345"), *(f"1{b}" for b in "0123456789"),
+    *(f"2{b}" for b in "0123"), *(f"3{b}" for b in "0123456789"),
+]  # fmt: skip
+
+
 def _phone(rng: random.Random) -> str:
     digits = "9" + "".join(rng.choice("0123456789") for _ in range(9))
+    digits = "9" + _MOBILE_PREFIXES[int(digits[1:3]) % len(_MOBILE_PREFIXES)] + digits[3:]
     style = rng.randrange(6)
     if style == 0:
         return "0" + digits

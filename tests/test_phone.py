@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from importer.core.phone import (
     SUPPORTED_REGIONS,
+    _digits_ok,
     _split,
     canonical_phone_for_hash,
     make_phone_parser,
@@ -71,7 +72,7 @@ CASES = [
     ("07911 123456", ["IR", "US", "GB"], "+447911123456", "+447911123456"),
     ("07400 123456", ["IR", "GB"], "07400123456", "+987400123456"),  # valid in both
     ("0912 112 2333", ["IR", "US", "GB"], "09121122333", "+989121122333"),
-    ("0912 112 2333", ["GB", "IR"], "09121122333", "+449121122333"),  # GB premium rate
+    ("0912 112 2333", ["GB", "IR"], "+989121122333", "+989121122333"),  # not GB premium rate
 ]
 
 
@@ -247,9 +248,20 @@ def iranian_mobile_shapes(draw: st.DrawFn) -> str:
     return prefix + _decorate(draw, nsn)
 
 
+CONTACT_TYPES = {
+    phonenumbers.PhoneNumberType.MOBILE,
+    phonenumbers.PhoneNumberType.FIXED_LINE,
+    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    phonenumbers.PhoneNumberType.VOIP,
+    phonenumbers.PhoneNumberType.TOLL_FREE,
+}
+
+
 def _libphonenumber(text: str, fmt: str, regions: list[str]) -> tuple[str, tuple[str, ...]] | None:
     """What libphonenumber alone makes of a cell (no fast path, no pre-filter)."""
     cleaned, _ = _split(text)
+    if not _digits_ok(cleaned) or len(cleaned) < 2:
+        return None  # the importer's own rule: digits, separators and a leading + only
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
     found: list[tuple[str, phonenumbers.PhoneNumber]] = []
@@ -258,7 +270,8 @@ def _libphonenumber(text: str, fmt: str, regions: list[str]) -> tuple[str, tuple
             parsed = phonenumbers.parse(cleaned, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(parsed):
+        contact = region is None or phonenumbers.number_type(parsed) in CONTACT_TYPES
+        if phonenumbers.is_valid_number(parsed) and contact:
             found.append((region or "", parsed))
     if not found:
         return None

@@ -38,7 +38,7 @@ def test_every_valid_row_arrives_once_and_invalid_rows_are_reported(
     assert len(failures) == 10 and {f["_stage"] for f in failures} == {"validate"}
     profile = sandbox.user("C0000002")
     assert profile is not None
-    assert profile["profile"]["phoneNumber"] == "09655356659"
+    assert profile["profile"]["phoneNumber"] == "09055356659"
     assert "sent" in result.stdout and "Requests 290" in result.stdout
 
 

@@ -222,8 +222,24 @@ def _iranian_mobile(cleaned: str, ir_first: bool) -> str:
     return nsn if nsn and _IR_MOBILE.fullmatch(nsn) else ""
 
 
+# What a customer's own number can be. Premium-rate, shared-cost, "personal" (GB 070)
+# and similar numbers are valid too, but nobody gives one as their phone: counting
+# them, every Iranian 0912… would also be a British premium-rate number and every
+# (702) … a British personal number.
+_CONTACT_TYPES: Final = frozenset(
+    {
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        phonenumbers.PhoneNumberType.VOIP,
+        phonenumbers.PhoneNumberType.TOLL_FREE,
+    }
+)
+
+
 def _valid_in(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
-    """The number read in ``region``, when libphonenumber says it is valid.
+    """The number read in ``region``, when libphonenumber says it is a valid number a
+    customer can have there (see ``_CONTACT_TYPES``).
 
     A number of another region with the same calling code counts (a Jersey mobile
     written 07797 …, with GB listed): it is the same number in E.164. libphonenumber's
@@ -234,10 +250,11 @@ def _valid_in(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
     parsed = _parse(digits, region)
     if parsed is None:
         return None
-    if phonenumbers.is_valid_number_for_region(parsed, region):  # cheap, the usual case
-        return parsed
-    shared = len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(parsed.country_code or 0, ())) > 1
-    return parsed if shared and phonenumbers.is_valid_number(parsed) else None
+    if not phonenumbers.is_valid_number_for_region(parsed, region):  # cheap, usually True
+        shared = len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(parsed.country_code or 0, ()))
+        if shared < 2 or not phonenumbers.is_valid_number(parsed):
+            return None
+    return parsed if phonenumbers.number_type(parsed) in _CONTACT_TYPES else None
 
 
 @functools.cache
