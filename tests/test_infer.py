@@ -592,3 +592,103 @@ def test_drafting_work_grows_linearly_with_the_sample() -> None:
     large = _calls_to_draft(*_wide_export(300))
     assert large < 2.2 * small, (small, large)
     assert large / (300 * 60) < 50, large
+
+
+# --- a CRM export with an unusual id column, contact fields and grouped numbers ------
+
+FAKER_HEADER = ["Account #", "First Name", "Phone 1", "Email", "Lifetime Value", "Visits"]
+
+
+def _faker_rows(count: int) -> list[list[str]]:
+    return [
+        [
+            f"AC-{1000 + i}",
+            "Ali" if i % 2 else "Sara",
+            f"0912{i:07d}" if i % 3 else f"+1 702 555 {i % 10000:04d}",
+            f"user{i}@example.com",
+            f"{i * 1234.56:,.2f}",
+            f"{i * 1000:,}",
+        ]
+        for i in range(1, count + 1)
+    ]
+
+
+def test_an_id_named_column_wins_over_unique_contact_fields() -> None:
+    rows = _faker_rows(120)
+    draft = draft_mapping(FAKER_HEADER, rows)
+    assert draft.user_id == "Account #"
+    line = next(line for line in draft.yaml.splitlines() if line.startswith("user_id:"))
+    assert 'preferred to "Phone 1", "Email", also unique, because phones and emails change' in line
+    assert_rows_map(draft, FAKER_HEADER, rows)
+
+
+def test_a_contact_field_chosen_as_id_says_why_it_is_a_risk() -> None:
+    header = ["Email", "Name"]
+    rows = [[f"u{i}@example.com", "Ali"] for i in range(30)]
+    draft = draft_mapping(header, rows)
+    assert draft.user_id == "Email"
+    assert any("it is a contact field: phones and emails change" in note for note in draft.notes)
+
+
+def test_thousands_separators_are_recognised_and_proposed() -> None:
+    header = ["id", "money", "count", "swiss", "persian", "dots", "mixed"]
+    rows = [
+        [
+            str(i),
+            f"{i * 1234.5:,.2f}",
+            f"{i * 1000:,}",
+            f"{i * 1000:,}".replace(",", "'"),
+            f"{i * 1000:,}".replace(",", "٬").translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")),
+            f"{i * 1_000_000:,}".replace(",", "."),
+            "1,5" if i == 3 else f"{i * 1000:,}",  # "1,5" is no grouping: not a number
+        ]
+        for i in range(1, 40)
+    ]
+    draft = draft_mapping(header, rows)
+    mapping, mapper = compiled(draft, header)
+    assert {k: (v.kind, v.thousands) for k, v in mapping.custom.items()} == {
+        "money": ("float", ","),
+        "count": ("int", ","),
+        "swiss": ("int", "'"),
+        "persian": ("int", "٬"),
+        "dots": ("int", "."),
+        "mixed": ("string", None),
+    }
+    row = mapper.map_row(rows[1])
+    assert isinstance(row, MappedRow)
+    assert row.fields["customAttributes"]["money"] == 2469.0
+    assert row.fields["customAttributes"]["persian"] == 2000
+
+
+def test_a_lone_dot_group_is_not_taken_for_thousands() -> None:
+    # "1.234" could be one and a quarter: without 1.234.567 somewhere, it is a decimal.
+    draft = draft_mapping(["id", "x"], [[str(i), f"{i}.234"] for i in range(1, 20)])
+    mapping, _ = compiled(draft, ["id", "x"])
+    assert (mapping.custom["x"].kind, mapping.custom["x"].thousands) == ("float", None)
+
+
+def test_optional_contact_fields_are_drafted_with_drop_field() -> None:
+    rows = _faker_rows(60)
+    rows[5][2] = "call me"  # one bad phone must not cost the row
+    draft = draft_mapping(FAKER_HEADER, rows)
+    mapping, mapper = compiled(draft, FAKER_HEADER)
+    assert mapping.fields["phoneNumber"].on_invalid == "drop_field"
+    assert mapping.fields["email"].on_invalid == "drop_field"
+    assert mapping.fields["firstName"].on_invalid == "fail_row"
+    row = mapper.map_row(rows[5])
+    assert isinstance(row, MappedRow) and "phoneNumber" not in row.fields
+    assert any("those rows are sent without it (on_invalid: drop_field)" in n for n in draft.notes)
+
+
+def test_numbers_of_several_countries_get_a_region_list() -> None:
+    header = ["id", "phone"]
+    phones = [f"0912 {i:03d} 45{i % 100:02d}" for i in range(40)]
+    phones += [f"(702) 555-{i:04d}" for i in range(20)]
+    phones += [f"07911 1234{i:02d}" for i in range(10)]
+    rows = [[str(i), phone] for i, phone in enumerate(phones)]
+    draft = draft_mapping(header, rows)
+    mapping, mapper = compiled(draft, header)
+    spec = mapping.fields["phoneNumber"]
+    assert (spec.phone_format, spec.region) == ("e164", ("IR", "US", "GB"))
+    for row in rows:
+        assert isinstance(mapper.map_row(row), MappedRow), row

@@ -130,7 +130,7 @@ def init_mapping(
     click.echo(
         f"Drafted {target} from {drafted.sampled:,} sampled rows: customer id column "
         f"'{draft.user_id}', {len(draft.fields)} Metrix fields, {len(draft.custom)} custom "
-        f"attributes, {len(draft.notes)} lines marked CHECK.",
+        f"attributes, {len(draft.notes)} line{'' if len(draft.notes) == 1 else 's'} marked CHECK.",
         err=True,
     )
     for note in draft.notes:

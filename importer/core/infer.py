@@ -136,12 +136,32 @@ _ID_WEAK_WORDS = frozenset(
 )
 
 
+# Words of a record's own number ("Account #", "Client No"): an id, unlike a contact.
+_ID_HOLDER_WORDS = frozenset(
+    {"account", "acct", "customer", "client", "member", "record", "subscriber", "مشتری",
+     "حساب", "اشتراک", "عضویت"}
+)  # fmt: skip
+_CONTACT_WORDS = frozenset(
+    {"email", "mail", "mobile", "phone", "tel", "telephone", "cell", "ایمیل", "موبایل",
+     "تلفن", "همراه"}
+)  # fmt: skip
+
+
 def _id_score(name: str, tokens: frozenset[str]) -> int:
+    """3: an id name; 2: says id, or names whose record it numbers ("Account #");
+    1: a number or a contact (phones and emails change: a weaker id); 0: anything else."""
     if _norm(name) in _ID_NAMES:
         return 3
-    if tokens & _ID_WORDS:
+    if tokens & _ID_WORDS or (tokens & _ID_HOLDER_WORDS and not tokens & _CONTACT_WORDS):
         return 2
     return 1 if tokens & _ID_WEAK_WORDS else 0
+
+
+def _is_contact(col: _Col) -> bool:
+    return bool(col.tokens & _CONTACT_WORDS) or _FIELD_BY_NAME.get(_norm(col.name)) in (
+        "email",
+        "phoneNumber",
+    )
 
 
 # Persian/Arabic letters to Latin, so a Persian header keeps a readable key.
@@ -453,22 +473,63 @@ class _Match:
 
 
 _ACCEPT = 0.9  # the share of sampled cells a field's converter must accept
+_OPTIONAL_CONTACTS = frozenset({"email", "phoneNumber"})
 
 
 def _phone_spec(col: _Col) -> tuple[list[tuple[str, str]], str, Callable[[str], bool]]:
     """The phone settings the cells call for, a description, and their test."""
+    regions: list[str] = []
     if col.share("iranian", _is_iranian, _ACCEPT) >= _ACCEPT:
         spec, what = [("phone_format", "national"), ("region", "IR")], "Iranian numbers"
-        fmt, region = "national", "IR"
+        fmt, regions = "national", ["IR"]
     elif col.share("international", _is_international, _ACCEPT) >= _ACCEPT:
-        region = _common_region(col)
+        regions = [_common_region(col)]
         # `e164` needs a region; it only applies to numbers written without +code.
-        spec, what = [("phone_format", "e164"), ("region", region)], "numbers with +country code"
-        fmt = "e164"
+        spec = [("phone_format", "e164"), ("region", regions[0])]
+        what, fmt = "numbers with +country code", "e164"
+    elif mixed := _mixed_regions(col):
+        regions = mixed
+        # National forms only for the first country's numbers: E.164 for a mixed file.
+        fmt = "national" if regions == ["IR"] else "e164"
+        listed = regions[0] if len(regions) == 1 else "[" + ", ".join(regions) + "]"
+        spec, what = [("phone_format", fmt), ("region", listed)], f"numbers of {listed}"
     else:
-        spec, what, fmt, region = [("phone_format", "keep")], "kept as written", "keep", ""
-    test = _passes(lambda text: normalize_phone(text, fmt, region or None))
+        spec, what, fmt = [("phone_format", "keep")], "kept as written", "keep"
+    test = _passes(lambda text: normalize_phone(text, fmt, regions))
     return spec, what, test
+
+
+# Countries tried, in this order, for numbers written without their +code.
+_DRAFT_REGIONS = ("IR", "US", "GB", "CA", "DE", "FR", "TR", "AE", "IQ", "AF")
+
+
+def _reads_in(text: str, region: str) -> bool:
+    try:
+        normalize_phone(text, "e164", region)
+    except Exception:
+        return False
+    return True
+
+
+def _mixed_regions(col: _Col) -> list[str]:
+    """The regions that read at least 90% of the cells (numbers with +code need none),
+    most used first; [] when no such list exists."""
+    votes: Counter[str] = Counter()
+    covered = 0
+    for text, count in col.distinct.items():
+        if not _phone_shaped(text):
+            continue
+        if _is_international(text):
+            covered += count
+            continue
+        for region in _DRAFT_REGIONS:
+            if _reads_in(text, region):
+                votes[region] += count
+                covered += count
+                break
+    if not votes or covered < _ACCEPT * col.filled:
+        return []
+    return [region for region, _ in votes.most_common()]
 
 
 def _common_region(col: _Col) -> str:
@@ -517,13 +578,22 @@ def _evaluate(field_name: str, col: _Col, strength: int) -> _Match:
             test = _never
         if not col.filled:
             checks.append("no sampled values: only ISO 8601 dates are read without `format:`")
+    if field_name in _OPTIONAL_CONTACTS:
+        # A mistyped phone or email is no reason to lose the rest of the profile: the
+        # row goes without it, and the warnings file lists it.
+        spec.append(("on_invalid", "drop_field"))
     share = col.share(f"field:{field_name}", test) if col.filled else None
     if share is not None and _ACCEPT <= share < 1.0 and field_name not in _TEXT_FIELDS:
         # Text fields take any cell; for the others a cell that does not fit fails its row.
         bad = col.failures(test)
+        outcome = (
+            "those rows are sent without it (on_invalid: drop_field)"
+            if field_name in _OPTIONAL_CONTACTS
+            else "those rows would be rejected"
+        )
         checks.append(
             f"{col.filled - round(share * col.filled)} of {col.filled} sampled cells "
-            f"are not {what} (e.g. {_examples(bad)}); those rows would be rejected"
+            f"are not {what} (e.g. {_examples(bad)}); {outcome}"
         )
     if share is None:
         evidence = "no values in the sample to confirm it"
@@ -596,6 +666,39 @@ class _Custom:
     format: str | None
     comment: str
     check: str | None = None
+    thousands: str | None = None
+
+
+# Thousands separators exports use, and the decimal mark that goes with each: "1,234.56",
+# "1'234.56" (Swiss), "۱٬۲۳۴٫۵" (Persian); "1.234.567" only as whole numbers, since
+# "1.234" alone could be a decimal.
+_GROUPED = {
+    sep: re.compile(rf"[+-]?\d{{1,3}}(?:{re.escape(sep)}\d{{3}})+(?:[.\u066b]\d+)?")
+    for sep in (",", "'", "\u066c")
+}
+_GROUPED["."] = re.compile(r"[+-]?\d{1,3}(?:\.\d{3})+")
+
+
+def _thousands(col: _Col) -> tuple[str, str] | None:
+    """``(separator, int | float)`` when every sampled cell is a number, some written
+    with that thousands separator (``1,234.56``); None otherwise."""
+    for sep, grouped in _GROUPED.items():
+        if not any(sep in text for text in col.distinct):
+            continue
+        if sep == "." and not any(text.count(".") > 1 for text in col.distinct):
+            continue  # "1.234" could be one and a quarter
+        plain = re.compile(r"[+-]?\d+(?:[.\u066b]\d+)?" if sep != "." else r"[+-]?\d+")
+
+        def fits(
+            text: str, grouped: re.Pattern[str] = grouped, plain: re.Pattern[str] = plain
+        ) -> bool:
+            digits = cv.ascii_digits(text)
+            return bool(grouped.fullmatch(digits) or plain.fullmatch(digits))
+
+        if col.share(f"grouped:{sep}", fits, 1.0) == 1.0:
+            whole = _passes(cv.make_int(sep))
+            return sep, "int" if col.share(f"int:{sep}", whole, 1.0) == 1.0 else "float"
+    return None
 
 
 def _infer_custom(col: _Col) -> _Custom:
@@ -619,6 +722,12 @@ def _infer_custom(col: _Col) -> _Custom:
         return _Custom("int", None, "every sampled value is a whole number")
     if numeric:
         return _Custom("float", None, "every sampled value is a number")
+    if grouped := _thousands(col):
+        sep, kind = grouped
+        return _Custom(
+            kind, None, f"every sampled value is a number, written with {_q(sep)} between "
+            "thousands", thousands=sep,
+        )  # fmt: skip
     if not date_named and (guess := _guess_date(col, compact=False, minimum=1.0, birthday=False)):
         return _date_custom(guess)
     if col.share("json", _is_json, 1.0) == 1.0:
@@ -758,7 +867,7 @@ def _choose_id(cols: Sequence[_Col], rows: int, out: _Writer) -> tuple[_Col | No
         if score == 3 and c.filled and len(c.distinct) == c.filled and c.filled >= 0.95 * rows
     ]
     if nearly and not any(score == 3 for score, _ in good):
-        score, col = max(nearly, key=lambda sc: (sc[1].filled, -sc[1].index))
+        _, col = max(nearly, key=lambda sc: (sc[1].filled, -sc[1].index))
         comment = f"header {_shown(col.name)} is an id name; its sampled values are unique"
         check = (
             f"{rows - col.filled} of {rows} sampled rows have no value in {_shown(col.name)}; "
@@ -766,24 +875,9 @@ def _choose_id(cols: Sequence[_Col], rows: int, out: _Writer) -> tuple[_Col | No
         )
         return col, out.line(f"user_id: {_q(col.name)}", comment, "user_id", check)
     if good:
-        score, col = max(good, key=lambda sc: (sc[0], -sc[1].index))
-        evidence = f"all {rows} sampled values are present and unique"
-        entry = f"user_id: {_q(col.name)}"
-        if score == 3:
-            comment = f"header {_shown(col.name)} is an id name; {evidence}"
-            if not why_not:
-                return col, out.line(entry, comment, "user_id")
-            # Another column is also named like an id: the user must say which is right.
-            check = f"{why_not}; chose {_shown(col.name)} instead"
-            return col, out.line(entry, comment, "user_id", check)
-        check = (
-            f"{why_not or 'no header is a customer id name'}; chose "
-            f"{_shown(col.name)} because {evidence}. Confirm it identifies each customer, "
-            "or name the right column"
-        )
-        return col, out.line(entry, "", "user_id", check)
+        return _chosen_id(good, rows, why_not, out)
     if rows == 0:
-        score, col = max(scored, key=lambda sc: (sc[0], -sc[1].index))
+        _, col = max(scored, key=lambda sc: (sc[0], -sc[1].index))
         check = f"no sampled rows, so {_shown(col.name)} was chosen by its name only"
         return col, out.line(f"user_id: {_q(col.name)}", "", "user_id", check)
     col = usable[0]
@@ -796,33 +890,51 @@ def _choose_id(cols: Sequence[_Col], rows: int, out: _Writer) -> tuple[_Col | No
     return col, out.line(f"user_id: {_q(col.name)}", "", "user_id", check)
 
 
-def draft_mapping(  # noqa: C901
-    header: list[str],
-    rows: list[list[str]],
-    *,
-    source_name: str = "",
-    sheet: str | None = None,
-    reader: SourceOptions | None = None,
-) -> Draft:
-    """Draft a commented mapping YAML from a file's unique header and sampled rows.
+def _chosen_id(
+    good: list[tuple[int, _Col]], rows: int, why_not: str, out: _Writer
+) -> tuple[_Col, _Line]:
+    """The best of the columns present and unique in every sampled row."""
+    score, col = max(good, key=lambda sc: (sc[0], not _is_contact(sc[1]), -sc[1].index))
+    evidence = f"all {rows} sampled values are present and unique"
+    entry = f"user_id: {_q(col.name)}"
+    contacts = [c for _, c in good if c is not col and _is_contact(c)]
+    if contacts and not _is_contact(col):
+        # A phone or email is unique too, but people change them: each change would
+        # make a new Metrix user, while an account number stays.
+        evidence += (
+            f"; preferred to {', '.join(_shown(c.name) for c in contacts[:2])}, also unique, "
+            "because phones and emails change and an id does not"
+        )
+    if score == 3:
+        comment = f"header {_shown(col.name)} is an id name; {evidence}"
+        if not why_not:
+            return col, out.line(entry, comment, "user_id")
+        # Another column is also named like an id: the user must say which is right.
+        check = f"{why_not}; chose {_shown(col.name)} instead"
+        return col, out.line(entry, comment, "user_id", check)
+    warning = (
+        "; it is a contact field: phones and emails change, and a changed one would make "
+        "a new Metrix user"
+        if _is_contact(col)
+        else ""
+    )
+    check = (
+        f"{why_not or 'no header is a customer id name'}; chose "
+        f"{_shown(col.name)} because {evidence}{warning}. Confirm it identifies each "
+        "customer, or name the right column"
+    )
+    return col, out.line(entry, "", "user_id", check)
 
-    ``reader`` holds the reader options the file needed (header row, and encoding or
-    delimiter when not detected): the draft's ``source:`` names them, so validate
-    and run need none.
 
-    ``header`` holds the names ``readers.make_header`` returns; ``rows`` the sampled
-    cells as text (short rows are read as empty cells). The YAML loads with
-    ``parse_mapping`` and compiles against ``header`` unchanged whenever at least one
-    column can be named in a mapping; otherwise ``Draft.user_id`` is None and the
-    notes say why. Lines the sample could not settle are marked ``CHECK`` and listed
-    in ``Draft.notes``.
+def _hashes(
+    usable: list[_Col], out: _Writer
+) -> tuple[dict[str, str], list[_Line], set[int], set[int], dict[int, str]]:
+    """Ready-made hashes: the header says of what; hash columns never match a field.
+
+    Returns the hashed fields (field -> column), their lines, the columns mapped under
+    ``hashed:``, every hash column whose header says of what, and why some of them are
+    custom attributes after all (column index -> reason).
     """
-    out = _Writer()
-    cols = _columns(header, rows)
-    usable = [c for c in cols if not c.unusable]
-    id_col, id_line = _choose_id(cols, len(rows), out)
-
-    # Ready-made hashes: the header says of what; hash columns never match a field.
     hashed: dict[str, str] = {}
     hash_lines: list[_Line] = []
     custom_comment: dict[int, str] = {}  # column index -> why it is custom after all
@@ -853,7 +965,17 @@ def draft_mapping(  # noqa: C901
         )
         hash_lines.append(out.line(f"{target}: {_flow([('column', _q(col.name))])}", comment, ""))
 
-    # Standard fields: each column's best field, then the best column for each field.
+    return hashed, hash_lines, hash_cols, hash_like, custom_comment
+
+
+def _fields(
+    usable: list[_Col], hash_like: set[int], custom_comment: dict[int, str], out: _Writer
+) -> tuple[dict[str, str], list[_Line], set[int]]:
+    """Standard fields: each column's best field, then the best column for each field.
+
+    Returns the fields (field -> column), their lines and the columns they use; adds to
+    ``custom_comment`` why a contender is left to custom.
+    """
     by_field: dict[str, list[_Match]] = {}
     for col in usable:
         if col.index in hash_like:
@@ -922,7 +1044,14 @@ def draft_mapping(  # noqa: C901
                 f"its header names {field_name} but its cells do not fit: see fields"
             )
 
-    # Everything else is a custom attribute with the strictest type its cells allow.
+    return fields, field_lines, field_cols
+
+
+def _customs(
+    cols: list[_Col], skip: set[int], custom_comment: dict[int, str], out: _Writer
+) -> tuple[dict[str, tuple[str, str, str | None]], list[_Line], list[_Line]]:
+    """Everything else is a custom attribute with the strictest type its cells allow;
+    columns a mapping cannot name are listed as left out."""
     custom: dict[str, tuple[str, str, str | None]] = {}
     custom_lines: list[_Line] = []
     left_out: list[_Line] = []
@@ -933,7 +1062,7 @@ def draft_mapping(  # noqa: C901
             out.notes.append(note)
             left_out.append(_Line(f"# column {col.index + 1} {_shown(col.name)}: {col.unusable}"))
             continue
-        if col is id_col or col.index in field_cols or col.index in hash_cols:
+        if col.index in skip:
             continue
         inferred = _infer_custom(col)
         comment = inferred.comment
@@ -943,10 +1072,46 @@ def draft_mapping(  # noqa: C901
         pairs = [("column", _q(col.name)), ("type", inferred.kind)]
         if inferred.format is not None:
             pairs.append(("format", _q(inferred.format)))
+        if inferred.thousands is not None:
+            pairs.append(("thousands", _q(inferred.thousands)))
         custom[key] = (col.name, inferred.kind, inferred.format)
         entry = f"{_yaml_key(key)}: {_flow(pairs)}"
         line = out.line(entry, comment, f"custom.{key}", inferred.check)
         custom_lines.append(line)
+
+    return custom, custom_lines, left_out
+
+
+def draft_mapping(
+    header: list[str],
+    rows: list[list[str]],
+    *,
+    source_name: str = "",
+    sheet: str | None = None,
+    reader: SourceOptions | None = None,
+) -> Draft:
+    """Draft a commented mapping YAML from a file's unique header and sampled rows.
+
+    ``reader`` holds the reader options the file needed (header row, and encoding or
+    delimiter when not detected): the draft's ``source:`` names them, so validate
+    and run need none.
+
+    ``header`` holds the names ``readers.make_header`` returns; ``rows`` the sampled
+    cells as text (short rows are read as empty cells). The YAML loads with
+    ``parse_mapping`` and compiles against ``header`` unchanged whenever at least one
+    column can be named in a mapping; otherwise ``Draft.user_id`` is None and the
+    notes say why. Lines the sample could not settle are marked ``CHECK`` and listed
+    in ``Draft.notes``.
+    """
+    out = _Writer()
+    cols = _columns(header, rows)
+    usable = [c for c in cols if not c.unusable]
+    id_col, id_line = _choose_id(cols, len(rows), out)
+
+    hashed, hash_lines, hash_cols, hash_like, custom_comment = _hashes(usable, out)
+    fields, field_lines, field_cols = _fields(usable, hash_like, custom_comment, out)
+    skip = {c.index for c in (id_col,) if c is not None} | field_cols | hash_cols
+    custom, custom_lines, left_out = _customs(cols, skip, custom_comment, out)
 
     if id_col is None:
         out.notes.insert(

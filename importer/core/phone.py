@@ -136,7 +136,10 @@ def _hint(regions: tuple[str, ...]) -> str:
         example, phonenumbers.PhoneNumberFormat.INTERNATIONAL
     )
     where = regions[0] if len(regions) == 1 else " or ".join(regions)
-    return f"Use a number valid in {where}, like {national}, or one with its country code, like {international}."  # noqa: E501
+    return (
+        f"Use a number valid in {where}, like {national}, "
+        f"or one with its country code, like {international}."
+    )
 
 
 def _parse(number: str, region: str | None) -> phonenumbers.PhoneNumber | None:
