@@ -24,7 +24,6 @@ from importer.core.convert import (
     get_timezone,
     jalali_pattern_ok,
 )
-from importer.core.phone import SUPPORTED_REGIONS
 from importer.errors import MappingError, MappingProblem
 
 # Standard Metrix user fields and how each is converted.
@@ -596,6 +595,9 @@ class _Checker:
                 f"found {phone_format!r}; expected one of: {', '.join(PHONE_FORMATS)}",
             )
         raw_regions = raw.get("region")
+        if raw_regions is not None:
+            # libphonenumber loads only for mappings that name a region.
+            from importer.core.phone import SUPPORTED_REGIONS
         listed = raw_regions if isinstance(raw_regions, list) else [raw_regions]
         regions: list[str] = []
         for index, region in enumerate([] if raw_regions is None else listed):

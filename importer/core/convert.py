@@ -12,12 +12,14 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from importer.core.jalali import jalali_to_gregorian
-from importer.core.phone import Phone, make_phone_parser
 from importer.errors import ConversionError
+
+if TYPE_CHECKING:  # libphonenumber loads only when a mapping has a phone field
+    from importer.core.phone import Phone
 
 Converter = Callable[[str], Any]
 
@@ -241,6 +243,8 @@ def make_phone(
     ``on_note`` hears of every number that had an extension or was valid in several
     of ``regions``; the converter itself returns only the number.
     """
+    from importer.core.phone import make_phone_parser
+
     parse = make_phone_parser(fmt, regions)
 
     def to_phone(text: str) -> str:

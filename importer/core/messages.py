@@ -13,13 +13,15 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from importer.core import convert as cv
 from importer.core.config import FieldSpec, Mapping
 from importer.core.headers import header_key
-from importer.core.phone import Phone, canonical_phone_for_hash
 from importer.errors import ConversionError, MappingError, MappingProblem
+
+if TYPE_CHECKING:  # libphonenumber loads only when a mapping has a phone field
+    from importer.core.phone import Phone
 
 # Columns the importer adds to a failure CSV; they are never data (see report.py).
 REPORT_COLUMNS = ("_row", "_stage", "_error", "_source")
@@ -451,6 +453,8 @@ def _phone_canonical(spec: FieldSpec | None) -> Callable[[str], str]:
     ``+`` (numbers of another country than the first region's); a national number of
     the first region, and a ``keep`` value, are read again.
     """
+    from importer.core.phone import canonical_phone_for_hash
+
     regions = spec.region if spec is not None else ()
     if spec is not None and spec.phone_format == "e164":
         return _identity
