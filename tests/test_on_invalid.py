@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from importer.core.config import parse_mapping
 from importer.core.messages import MappedRow, RowMapper, RowProblem
+from importer.edges.report import warnings_path
 from importer.errors import MappingError
+from tests.cli_helpers import assert_no_traceback, cli
 
 HEADER = ["id", "phone", "email", "orders"]
 
@@ -175,3 +180,36 @@ def test_drop_field_never_fails_an_optional_value(cells: list[str]) -> None:
     assert len(left_out) == len(failing)
     for problem in failing:
         assert any(n.startswith(f"{problem.column}: {problem.reason}") for n in left_out)
+
+
+@pytest.mark.parametrize(
+    ("failures", "warnings"),
+    [
+        ("customers.csv.failures.csv", "customers.csv.warnings.csv"),
+        ("failures-2026-11-30.csv", "failures-2026-11-30.warnings.csv"),
+        ("out/failures", "out/failures.warnings.csv"),
+    ],
+)
+def test_the_warnings_file_sits_beside_the_failure_file(failures: str, warnings: str) -> None:
+    assert warnings_path(Path(failures)) == Path(warnings)
+
+
+def test_validate_lists_rows_kept_without_a_value(tmp_path: Path) -> None:
+    data = tmp_path / "crm.csv"
+    data.write_text("id,phone,email\n1,0912 112 2333,a@b.co\n2,oops,c@d.org\n3,,x\n")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "user_id: id\non_invalid: drop_field\n"
+        "fields: {phoneNumber: {column: phone, region: IR, phone_format: e164}, email: email}\n"
+    )
+    result = cli("validate", data, "-m", mapping, cwd=tmp_path)
+    assert_no_traceback(result)
+    assert result.returncode == 0, result.stderr  # every row is valid
+    assert "Rows kept despite a warning, and why: crm.csv.warnings.csv" in result.stdout
+    with open(tmp_path / "crm.csv.warnings.csv", encoding="utf-8-sig", newline="") as handle:
+        listed = list(csv.DictReader(handle))
+    assert [(r["_row"], r["_stage"], r["_error"]) for r in listed] == [
+        ("2", "warning", 'phone: not a phone number ("oops"); left out (on_invalid: drop_field)'),
+        ("3", "warning", 'email: not an email address ("x"); left out (on_invalid: drop_field)'),
+    ]
+    assert not (tmp_path / "crm.csv.failures.csv").exists()
