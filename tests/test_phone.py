@@ -241,9 +241,9 @@ def _decorate(draw: st.DrawFn, digits: str) -> str:
 
 @st.composite
 def iranian_mobile_shapes(draw: st.DrawFn) -> str:
-    """Ten digits starting with 9, written every way the fast path takes (and some
-    numbers that are not Iranian mobiles at all)."""
-    nsn = draw(st.from_regex(r"\A9[0-9]{9}\Z"))
+    """Ten digits, written every way the fast path takes: Iranian mobiles (9…),
+    landlines (1-8…) and numbers that are neither."""
+    nsn = draw(st.from_regex(r"\A[1-9][0-9]{9}\Z"))
     prefix = draw(st.sampled_from(["", "0", "98", "+98", "0098", "+98 (0)"]))
     return prefix + _decorate(draw, nsn)
 

@@ -80,16 +80,17 @@ _REASON: Final = "not a phone number"
 _GENERIC_HINT: Final = "Use a number with its country code, like +98 912 112 2333."
 
 
-def _mobile_pattern(region: str) -> str:
+def _mobile_pattern(region: str, kind: str = "mobile") -> str:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    pattern = None if metadata is None or metadata.mobile is None else metadata.mobile
+    pattern = None if metadata is None else getattr(metadata, kind)
     if pattern is None or pattern.national_number_pattern is None:
-        raise RuntimeError(f"libphonenumber has no mobile numbering pattern for {region}")
+        raise RuntimeError(f"libphonenumber has no {kind} numbering pattern for {region}")
     return str(pattern.national_number_pattern)
 
 
-# Iranian mobile numbers, as libphonenumber's own metadata describes them.
+# Iranian mobile and landline numbers, as libphonenumber's own metadata describes them.
 _IR_MOBILE: Final = re.compile(_mobile_pattern("IR"))
+_IR_FIXED: Final = re.compile(_mobile_pattern("IR", "fixed_line"))
 
 
 def _clean(text: str) -> str:
@@ -188,7 +189,7 @@ def make_phone_parser(fmt: str, regions: Sequence[str] | str | None = ()) -> Cal
             if len(cleaned.lstrip("+")) < 5:
                 raise ConversionError(_REASON, text, hint)
             return Phone(cleaned, "", extension)
-        nsn = _iranian_mobile(cleaned, ir_first)
+        nsn = _iranian(cleaned, ir_first)
         if nsn:
             e164 = "+98" + nsn
             number = "0" + nsn if ir_national else e164
@@ -206,23 +207,30 @@ def make_phone_parser(fmt: str, regions: Sequence[str] | str | None = ()) -> Cal
     return parse
 
 
-def _iranian_mobile(cleaned: str, ir_first: bool) -> str:
-    """The fast path: the national number of an Iranian mobile written +98 9…, 0098 9…
-    or (when IR is the first region) 09…, 9…, 989…; "" for anything else."""
+def _iranian(cleaned: str, ir_first: bool) -> str:
+    """The fast path: the 10-digit national number of an Iranian mobile or landline
+    written +98…, 0098… or (when IR is the first region) 0…, bare, 98…; "" for anything
+    else (which libphonenumber then reads)."""
     size = len(cleaned)
     nsn = ""
-    if size == 13 and cleaned.startswith("+989"):
+    if size == 13 and cleaned.startswith("+98"):
         nsn = cleaned[3:]
-    elif size == 14 and cleaned.startswith("00989"):
+    elif size == 14 and cleaned.startswith("0098"):
         nsn = cleaned[4:]
     elif ir_first:
-        if size == 11 and cleaned.startswith("09"):
+        if size == 11 and cleaned[0] == "0":
             nsn = cleaned[1:]
-        elif size == 10 and cleaned[0] == "9":
+        elif size == 10:
             nsn = cleaned
-        elif size == 12 and cleaned.startswith("989"):
+        elif size == 12 and cleaned.startswith("98"):
             nsn = cleaned[2:]
-    return nsn if nsn and _IR_MOBILE.fullmatch(nsn) else ""
+    if not nsn:
+        return ""
+    first = nsn[0]
+    if first == "9":
+        return nsn if _IR_MOBILE.fullmatch(nsn) else ""
+    # Landlines start 1-8 (94… and 96… are other services: left to libphonenumber).
+    return nsn if "1" <= first <= "8" and _IR_FIXED.fullmatch(nsn) else ""
 
 
 # What a customer's own number can be. Premium-rate, shared-cost, "personal" (GB 070)
@@ -253,34 +261,52 @@ def _valid_in(digits: str, region: str) -> phonenumbers.PhoneNumber | None:
     parsed = _parse(digits, region)
     if parsed is None:
         return None
-    if not phonenumbers.is_valid_number_for_region(parsed, region):  # cheap, usually True
-        shared = len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(parsed.country_code or 0, ()))
-        if shared < 2 or not phonenumbers.is_valid_number(parsed):
-            return None
+    if phonenumbers.is_valid_number_for_region(parsed, region):  # cheap, the usual case
+        return parsed if _type_in(parsed, region) in _CONTACT_TYPES else None
+    shared = len(phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(parsed.country_code or 0, ()))
+    if shared < 2 or not phonenumbers.is_valid_number(parsed):
+        return None
     return parsed if phonenumbers.number_type(parsed) in _CONTACT_TYPES else None
+
+
+# number_type() first works out which of the regions sharing a calling code a number
+# belongs to (25 for +1, ~100 µs); the region is known here, so ask its metadata
+# directly, as number_type() itself does once it knows (the property tests compare).
+_TYPE_OF = getattr(phonenumbers.phonenumberutil, "_number_type_helper", None)
+
+
+def _type_in(parsed: phonenumbers.PhoneNumber, region: str) -> int:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if _TYPE_OF is None or metadata is None:
+        return int(phonenumbers.number_type(parsed))
+    return int(_TYPE_OF(phonenumbers.national_significant_number(parsed), metadata))
 
 
 @functools.cache
 def _region_patterns(
     region: str,
-) -> tuple[list[re.Pattern[str]], str, re.Pattern[str] | None, re.Pattern[str] | None] | None:
-    """The general number patterns of every region with this region's calling code,
-    the calling code, and the region's national and international prefixes; None
-    where national numbers are rewritten (no shortcut there)."""
+) -> tuple[re.Pattern[str], str, re.Pattern[str] | None, re.Pattern[str] | None] | None:
+    """One pattern for the numbers a customer can have (``_CONTACT_TYPES``) in every
+    region with this region's calling code, the calling code, and the region's national
+    and international prefixes; None where national numbers are rewritten (no shortcut
+    there)."""
     meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
     if meta is None or meta.country_code is None or meta.national_prefix_transform_rule:
         return None
-    general: list[re.Pattern[str]] = []
+    patterns: list[str] = []
     for sibling in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(meta.country_code, ()):
         other = phonenumbers.PhoneMetadata.metadata_for_region(sibling)
-        desc = None if other is None else other.general_desc
-        if desc is None or desc.national_number_pattern is None:
+        if other is None:
             return None
-        general.append(re.compile(desc.national_number_pattern))
+        for desc in (other.mobile, other.fixed_line, other.voip, other.toll_free):
+            if desc is not None and desc.national_number_pattern is not None:
+                patterns.append(f"(?:{desc.national_number_pattern})")
     national = meta.national_prefix_for_parsing or meta.national_prefix
     international = meta.international_prefix
+    if not patterns:
+        return None
     return (
-        general,
+        re.compile("|".join(dict.fromkeys(patterns))),
         str(meta.country_code),
         re.compile(national) if national else None,
         re.compile(international) if international else None,
@@ -290,18 +316,19 @@ def _region_patterns(
 def _could_be_valid(digits: str, region: str) -> bool:
     """False only when no national number libphonenumber could read from ``digits``
     (as written, without the calling code, without the national prefix, or without
-    both) fits a general pattern of the calling code. ``digits`` has no ``+``."""
+    both) fits a pattern of a customer's number with that calling code. ``digits`` has
+    no ``+``."""
     patterns = _region_patterns(region)
     if patterns is None:
         return True
-    general, code, national, international = patterns
+    contact, code, national, international = patterns
     if international is not None and international.match(digits):
         return True  # read as an international number: let libphonenumber decide
     bases = [digits, digits[len(code) :]] if digits.startswith(code) else [digits]
     for base in bases:
         found = national.match(base) if national is not None else None
         for candidate in (base, base[found.end() :]) if found is not None else (base,):
-            if any(pattern.fullmatch(candidate) for pattern in general):
+            if contact.fullmatch(candidate):
                 return True
     return False
 
