@@ -692,3 +692,14 @@ def test_numbers_of_several_countries_get_a_region_list() -> None:
     assert (spec.phone_format, spec.region) == ("e164", ("IR", "US", "GB"))
     for row in rows:
         assert isinstance(mapper.map_row(row), MappedRow), row
+
+
+def test_numbers_with_extensions_still_count_as_phone_numbers() -> None:
+    header = ["id", "phone"]
+    phones = [f"0912 {i:03d} 45{i % 100:02d}" for i in range(20)]
+    phones += [f"(702) 555-01{i:02d} x{i + 10}" for i in range(20)]
+    rows = [[str(i), phone] for i, phone in enumerate(phones)]
+    mapping, mapper = compiled(draft_mapping(header, rows), header)
+    assert mapping.fields["phoneNumber"].region == ("IR", "US")
+    row = mapper.map_row(rows[-1])
+    assert isinstance(row, MappedRow) and row.fields["phoneNumber"] == "+17025550119"

@@ -28,6 +28,7 @@ import yaml
 from importer.core import convert as cv
 from importer.core.config import SourceOptions
 from importer.core.headers import fold
+from importer.core.phone import EXTENSION as _EXTENSION
 from importer.core.phone import normalize_phone, region_of
 
 __all__ = ["Draft", "draft_mapping"]
@@ -315,6 +316,8 @@ def _phone_shaped(text: str) -> bool:
     """Digits and separators only, 8 to 15 digits: worth asking libphonenumber about
     (which costs ~100 µs a cell; most cells of most columns are not phone numbers)."""
     text = cv.ascii_digits(text)
+    if extension := _EXTENSION.search(text):  # "(702) 555-0101 x12": the number counts
+        text = text[: extension.start()]
     return bool(_PHONE_SHAPE.fullmatch(text)) and 8 <= sum(ch.isdigit() for ch in text) <= 15
 
 

@@ -31,6 +31,7 @@ import phonenumbers
 from importer.errors import ConversionError
 
 __all__ = [
+    "EXTENSION",
     "PHONE_FORMATS",
     "SUPPORTED_REGIONS",
     "Phone",
@@ -71,7 +72,7 @@ _ASCII_SEPARATORS: Final[bytes] = b" \t-./()"
 _ASCII_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 
 # An extension at the end: "x6413", "ext. 12", "extension 7", "#12", ";ext=12", "داخلی ۱۲".
-_EXTENSION = re.compile(
+EXTENSION: Final = re.compile(
     r"\s*(?:;\s*ext=|,?\s*(?:extension|ext\.?|x|#|داخلی)\s*:?\s*)(\d{1,10})\s*$",
     re.IGNORECASE,
 )
@@ -117,7 +118,7 @@ def _split(text: str) -> tuple[str, str]:
     cleaned = _clean(text)
     if _digits_ok(cleaned):
         return cleaned, ""
-    found = _EXTENSION.search(text.translate(_ASCII_DIGITS))
+    found = EXTENSION.search(text.translate(_ASCII_DIGITS))
     if found is not None:
         main = _clean(text.translate(_ASCII_DIGITS)[: found.start()])
         if _digits_ok(main):
