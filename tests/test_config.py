@@ -178,6 +178,7 @@ def test_surrogate_escapes_are_a_mapping_error_with_their_path() -> None:
     parse_mapping('user_id: id\ncustom:\n  sushi: {value: "\\U0001F363"}\n')
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

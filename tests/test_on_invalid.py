@@ -194,6 +194,7 @@ def test_the_warnings_file_sits_beside_the_failure_file(failures: str, warnings:
     assert warnings_path(Path(failures)) == Path(warnings)
 
 
+@pytest.mark.e2e
 def test_validate_lists_rows_kept_without_a_value(tmp_path: Path) -> None:
     data = tmp_path / "crm.csv"
     data.write_text("id,phone,email\n1,0912 112 2333,a@b.co\n2,oops,c@d.org\n3,,x\n")

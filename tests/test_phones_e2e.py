@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from tests.cli_helpers import assert_no_traceback
 from tests.e2e import failure_rows, run_cli, summary
 from tests.sandbox_helpers import Sandbox
-from tests.sandbox_helpers import sandbox as sandbox
 
 ROWS = [
     # id, phone, expected phoneNumber (None: left out), expected extension
@@ -27,6 +28,8 @@ ROWS = [
     ("bad", "call me maybe", None, None),
     ("not-anywhere", "555-0199", None, None),
 ]
+
+pytestmark = pytest.mark.e2e  # the CLI and the sandbox run as processes
 
 MAPPING = """
 user_id: id
