@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     INPUT_UNREADABLE = 3  # the input file cannot be read at all
     ABORTED = 4  # credentials rejected or endpoint unusable
     LOCKED = 5  # another run holds the state file
+    OUTPUT_FAILED = 6  # an output (failure CSV, summary, state) cannot be written
     INTERNAL = 70  # a bug in the importer (EX_SOFTWARE)
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
@@ -99,6 +100,20 @@ class StateLocked(ImporterError):
     """Another run holds the state file."""
 
     exit_code = ExitCode.LOCKED
+
+
+class OutputError(ImporterError):
+    """An output cannot be written: a read-only folder, a full disk, a path that is an
+    input. Raised before the first request when it can be known then; mid-run, the run
+    stops keeping everything already acknowledged (resumable with ``--state``)."""
+
+    exit_code = ExitCode.OUTPUT_FAILED
+
+    def __init__(self, path: str, problem: str, hint: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{path}: {problem}" + (f"\n{hint}" if hint else ""))
 
 
 class EndpointError(ImporterError):

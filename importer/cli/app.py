@@ -27,7 +27,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_CODES_HELP = (
     "Exit codes: 0 all rows valid/sent · 1 finished, some rows failed · 2 usage or mapping "
     "error · 3 input unreadable · 4 aborted (credentials rejected or endpoint unusable) · "
-    "5 state file locked by another run · 130 interrupted."
+    "5 state file locked by another run · 6 an output cannot be written (disk full, "
+    "read-only folder) · 130 interrupted."
 )
 
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from importer.edges.outputs import finish_partial, open_partial, output_error
+from importer.errors import OutputError
+
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
@@ -35,7 +38,10 @@ class FailureWriter:
     """The failure CSV: ``_row, _stage, _error[, _source]`` then the source's own columns.
 
     UTF-8 with BOM so Excel shows Persian text; opened on the first failure, so a run
-    without failures leaves no file.
+    without failures leaves no file. Written to ``<path>.partial`` and renamed into place
+    by ``close``; a write that fails (a full disk) raises ``OutputError`` naming the
+    path, and the partial file is left as it is (``broken``), never renamed over a
+    complete one.
     """
 
     def __init__(
@@ -59,18 +65,26 @@ class FailureWriter:
         self.count = 0
         self._file: IO[str] | None = None
         self._writer: Any = None
+        self.partial: Path | None = None
+        self.broken = False
+        self.error: OutputError | None = None
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
-        self._writer = csv.writer(self._file)
-        lead = ["_row", "_stage", "_error"] + (["_source"] if self.with_source else [])
-        self._writer.writerow(lead + [neutralize(h) for h in self.header])
+        try:
+            handle, self.partial = open_partial(self.path)
+            self._file = open(handle, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+            self._writer = csv.writer(self._file)
+            lead = ["_row", "_stage", "_error"] + (["_source"] if self.with_source else [])
+            self._writer.writerow(lead + [neutralize(h) for h in self.header])
+        except OSError as exc:
+            raise self._fail(exc) from None
 
     def write(
         self, row: int | str, stage: str, error: str, cells: list[str], source: str = ""
     ) -> None:
         """Add one failed row with every reason it failed."""
+        if self.error is not None:
+            raise self.error
         if self._file is None:
             self._open()
         layout = self._layouts.get(source)
@@ -81,24 +95,45 @@ class FailureWriter:
         lead: list[Any] = [shown_row, stage, error]
         if self.with_source:
             lead.append(self._names.get(source, source))
-        self._writer.writerow(lead + [neutralize(c) for c in cells])
+        try:
+            self._writer.writerow(lead + [neutralize(c) for c in cells])
+        except OSError as exc:
+            raise self._fail(exc) from None
         self.count += 1
+
+    def _fail(self, exc: OSError) -> OutputError:
+        self.broken = True
+        self.error = output_error(self.path, exc, "the failure CSV")
+        return self.error
 
     def flush(self) -> None:
         """Push written rows to disk (so a killed run leaves them readable)."""
-        if self._file is not None:
-            self._file.flush()
+        if self._file is not None and not self.broken:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                raise self._fail(exc) from None
 
     def close(self) -> None:
-        """Finish the file; remove a stale one from an earlier run when nothing failed."""
+        """Finish the file and rename it into place; remove a stale one from an earlier
+        run when nothing failed. A broken file stays at its ``.partial`` name."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
-        elif self.path.exists() and _is_failure_csv(self.path):
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                if not self.broken:  # else the first error was already raised
+                    raise self._fail(exc) from None
+            finally:
+                if not self.broken and self.partial is not None:
+                    finish_partial(self.partial, self.path)
+        elif not self.broken and _is_failure_csv(self.path):
             self.path.unlink()
 
 
 def _is_failure_csv(path: Path) -> bool:
+    if path.is_symlink() or not path.is_file():
+        return False
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             return handle.readline().startswith("_row,_stage,_error")
@@ -115,6 +150,7 @@ class Summary:
     rows_total: int = 0
     rows_valid: int = 0
     rows_invalid: int = 0
+    rows_unread: int = 0
     rows_sent: int = 0
     rows_failed: int = 0
     rows_skipped: int = 0
@@ -136,6 +172,7 @@ class Summary:
             "rows_total": self.rows_total,
             "rows_valid": self.rows_valid,
             "rows_invalid": self.rows_invalid,
+            "rows_unread": self.rows_unread,
             "rows_sent": self.rows_sent,
             "rows_failed": self.rows_failed,
             "rows_skipped": self.rows_skipped,
@@ -153,7 +190,11 @@ class Summary:
 
     def write_json(self, path: str | Path) -> None:
         """Write the JSON summary atomically (a reader never sees half a file)."""
-        write_atomic(Path(path), json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n"
+        try:
+            write_atomic(Path(path), text)
+        except OSError as exc:
+            raise output_error(Path(path), exc, "the summary") from None
 
     def render(self, top: int = 8) -> str:
         """The short human summary."""

@@ -24,6 +24,7 @@ even by SIGKILL, so a stale lock never blocks the next run.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -38,7 +39,8 @@ from typing import IO, Any
 
 from importer.core.outcome import SkipReason, Stage
 from importer.core.rowset import RowSet
-from importer.errors import StateError, StateLocked
+from importer.edges.outputs import output_error, space_hint
+from importer.errors import OutputError, StateError, StateLocked
 
 SCHEMA_VERSION = 2
 BATCH_ROWS = 5000
@@ -165,9 +167,12 @@ class StateStore:
     # --- locking ----------------------------------------------------------------------
 
     def _acquire_lock(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        except OSError as exc:
+            raise output_error(self.path, exc, "the state file") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -306,6 +311,15 @@ class StateStore:
         """Record how the run ended; a finished run forgets its rows (the next starts anew)."""
         assert self.run is not None
         self.checkpoint(force=True)
+        try:
+            self._finish(status, counts)
+        except (sqlite3.OperationalError, OSError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise _state_write_error(self.path, exc) from None
+
+    def _finish(self, status: str, counts: dict[str, Any]) -> None:
+        assert self.run is not None
         self.db.execute("BEGIN")
         self.db.execute(
             "UPDATE runs SET status = ?, updated_at = ?, counts = ? WHERE id = ?",
@@ -330,7 +344,10 @@ class StateStore:
         """Write what is pending and release the lock."""
         try:
             if self.run is not None:
-                self.checkpoint(force=True)
+                # A failure here was already reported by finish() (or the run's stop);
+                # what was committed before stays and the next run resumes from it.
+                with contextlib.suppress(OutputError):
+                    self.checkpoint(force=True)
             self.db.close()
         finally:
             self._release_lock()
@@ -403,9 +420,20 @@ class StateStore:
             self.checkpoint(force=True)
 
     def checkpoint(self, force: bool = False) -> None:
-        """Commit pending records in one transaction (called about once a second)."""
+        """Commit pending records in one transaction (called about once a second).
+
+        A full disk (or a file that became read-only) raises ``OutputError``: what was
+        committed before stays, so the next run resumes from there."""
         if not (self._pending_done or self._pending_delivered):
             return  # failures are always pending together with their done rows
+        try:
+            self._commit()
+        except (sqlite3.OperationalError, OSError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise _state_write_error(self.path, exc) from None
+
+    def _commit(self) -> None:
         self.db.execute("BEGIN")
         self.db.executemany(
             "INSERT OR REPLACE INTO row_done VALUES (?, ?, ?, ?)", self._pending_done
@@ -424,6 +452,24 @@ class StateStore:
         self._pending_done.clear()
         self._pending_failures.clear()
         self._pending_delivered.clear()
+
+
+def _state_write_error(path: Path, exc: Exception) -> OutputError:
+    """A failed commit, as an error that names the file and the remedy."""
+    if isinstance(exc, OSError):
+        return output_error(path, exc, "the state file")
+    text = str(exc)
+    if "full" in text:
+        problem = "the disk is full (no space left on device)"
+    elif "readonly" in text or "read-only" in text:
+        problem = "the file or its folder became read-only"
+    else:
+        problem = text
+    return OutputError(
+        str(path),
+        f"cannot write the state file ({problem}); everything committed before is kept",
+        space_hint(path),
+    )
 
 
 def stored_values(

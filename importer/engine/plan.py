@@ -11,6 +11,7 @@ from pathlib import Path
 from importer.core.config import Mapping
 from importer.core.messages import content_fingerprint
 from importer.core.outcome import SkipReason
+from importer.edges.outputs import check_outputs
 from importer.edges.report import Summary
 from importer.edges.state import StateReader
 from importer.engine.inputs import Job, expand_inputs
@@ -54,7 +55,10 @@ def plan_job(
 ) -> JobResult:
     """One read of the inputs that sends nothing: what a run would do, and how long."""
     started = time.monotonic()
-    job = Job(expand_inputs(patterns, mapping), mapping, run_start_millis())
+    inputs = expand_inputs(patterns, mapping)
+    if summary_json is not None:
+        check_outputs([("--summary-json", summary_json)], sorted({i.path for i in inputs}))
+    job = Job(inputs, mapping, run_start_millis())
     job.start_workers(workers, encode=True)
     try:
         plan = job.duplicate_plan(duplicates)
@@ -134,8 +138,12 @@ def render_plan(summary: Summary) -> str:
         f"  changed     {extra['users_changed']:>12,}",
         f"  unchanged   {extra['users_unchanged']:>12,}  (skipped with --only-changed)",
     ]
+    if summary.reasons:
+        lines.append("  why rows are invalid (most common first):")
     for reason, count in summary.reasons.most_common(5):
         lines.append(f"    {count:>10,}  {reason}")
+    if len(summary.reasons) > 5:
+        lines.append(f"    … and {len(summary.reasons) - 5} more kinds (validate writes them all)")
     rate = f", --rate {estimate['rate']:g}/s" if estimate["rate"] else ""
     pace = (
         f"up to {estimate['concurrency']} in flight (--concurrency auto, at best)"

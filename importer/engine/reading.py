@@ -8,6 +8,8 @@ input — and ``fraction()`` says how far into the current CSV the read has come
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -16,12 +18,17 @@ from importer.edges.duplicates import DuplicatePlan
 from importer.edges.readers import Record, Source
 from importer.engine.parallel import MappedRecords
 from importer.engine.pipeline import mapped_outcomes
+from importer.errors import ImporterError, SourceError
 
 if TYPE_CHECKING:
     from importer.engine.inputs import Job
 
 # (source label, row, cells, the reason it would be skipped anyway or "")
 Leftover = tuple[str, int, list[str], str]
+
+# What a file that ends early or is damaged part-way raises while it is read: XML
+# parsers raise SyntaxError subclasses, zip members BadZipFile/zlib.error/EOFError.
+DAMAGED = (SyntaxError, zipfile.BadZipFile, zlib.error, EOFError, OSError)
 
 
 class Reading:
@@ -50,7 +57,17 @@ class Reading:
             label = item.label
             check = job.raw_checks.get(label)
             self._mapped = MappedRecords(source.records, label, job.pool, self.skip, check)
-            for outcome in mapped_outcomes(self._mapped, label):
+            row = 0
+            outcomes = mapped_outcomes(self._mapped, label)
+            while True:
+                try:
+                    outcome = next(outcomes)
+                except StopIteration:
+                    break
+                except ImporterError:
+                    raise
+                except DAMAGED as exc:
+                    raise damaged(item.path, row, exc) from None
                 row = outcome.row
                 if duplicates.skip and duplicates.is_skipped(label, row):
                     yield skipped(row, outcome.cells, SkipReason.DUPLICATE, label)
@@ -95,6 +112,17 @@ class Reading:
         if source is None or source.kind != "csv" or not source.size_bytes:
             return None
         return min(1.0, source.bytes_read() / source.size_bytes)
+
+
+def damaged(path: str, row: int, exc: BaseException) -> SourceError:
+    """A file that could not be read past ``row`` (0: not even its first data row)."""
+    where = f"after data row {row}" if row else "before its first data row"
+    return SourceError(
+        path,
+        f"the file could not be read {where}: it is truncated or damaged "
+        f"({type(exc).__name__}: {exc})",
+        "Export or copy the file again and run it again.",
+    )
 
 
 def _skip_reason(plan: DuplicatePlan, label: str, row: int) -> str:

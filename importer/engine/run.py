@@ -18,6 +18,7 @@ from typing import Any
 from importer.core.config import Mapping
 from importer.core.pacing import PacingStats
 from importer.edges.duplicates import DuplicatePlan
+from importer.edges.outputs import check_outputs
 from importer.edges.progress import Progress, choose_progress
 from importer.edges.report import Summary, warnings_path
 from importer.edges.state import StateStore, input_fingerprint
@@ -29,7 +30,7 @@ from importer.engine.runner import Runner, SendOptions, install_signal_handlers
 from importer.engine.sending import Abort, AbortCode, RetryPolicy
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
-from importer.errors import ExitCode
+from importer.errors import ExitCode, ImporterError, OutputError, SourceError
 
 log = logging.getLogger("metrix_importer")
 
@@ -42,6 +43,15 @@ class Outputs:
     summary_json: Path | None = None
     progress: bool = True
     progress_interval: float = 10.0
+
+    def named(self, state_path: str | None = None) -> list[tuple[str, Path]]:
+        """(option, path) of every file the run writes, for ``check_outputs``."""
+        named = [("--failures", self.failures), ("the warnings file", warnings_path(self.failures))]
+        if self.summary_json is not None:
+            named.append(("--summary-json", self.summary_json))
+        if state_path:
+            named.append(("--state", Path(state_path)))
+        return named
 
 
 @dataclass
@@ -72,6 +82,8 @@ def run_job(
     check_run(options, mapping, duplicates=duplicates, state_path=state_path,
               allow_insecure=allow_insecure)  # fmt: skip
     inputs = expand_inputs(patterns, mapping)
+    # Every output must be creatable, and none may be an input, before anything is sent.
+    check_outputs(outputs.named(state_path), sorted({item.path for item in inputs}))
     state = StateStore(state_path) if state_path else None
     try:
         run_time = run_start_millis()
@@ -84,7 +96,8 @@ def run_job(
             job.start_workers(workers, encode=not options.dry_run)
             if state is not None:
                 job.remember_raw(state.unchanged_raw if options.only_changed else None)
-            run = _Run(job, options, retry or RetryPolicy(), outputs, state)
+            run = _Run(job, options, retry or RetryPolicy(), outputs, state,
+                       state_path=state_path)  # fmt: skip
             return run.go(duplicates, started, patterns)
         finally:
             job.close()
@@ -116,6 +129,8 @@ class _Run:
     retry: RetryPolicy
     outputs: Outputs
     state: StateStore | None
+    runner: Runner | None = None
+    state_path: str | None = None
 
     def go(self, duplicates: str, started: float, patterns: Sequence[str]) -> JobResult:
         job, outputs, state = self.job, self.outputs, self.state
@@ -131,21 +146,41 @@ class _Run:
         # Before a resume nothing is done: no per-row look-up at all.
         skip = state.is_done if state is not None and state.has_done else None
         reading = job.reading(skip, plan)
+        # An output that cannot be written (a full disk) or an input that cannot be read
+        # to its end (a truncated file): the run stops, keeping what was acknowledged.
+        error: ImporterError | None = None
         try:
-            runner = asyncio.run(self._drive(tally, progress, reading))
+            asyncio.run(self._drive(tally, progress, reading))
+        except (OutputError, SourceError) as exc:
+            error = exc
         finally:
             # The loop is over: what is left is writing the reports, a matter of
             # milliseconds. A Ctrl-C now must not leave them half-written.
             _hold_signals()
             progress.close()
-            failures.close()
-            listed.close()
+            try:
+                failures.close()
+            except OutputError as exc:
+                error = error or exc
+            try:
+                listed.close()
+            except OutputError as exc:
+                error = error or exc
+        runner = self.runner
+        if runner is None:
+            assert error is not None
+            raise error
         summary.blank_rows = reading.blank_rows
-        summary.failures_path = str(outputs.failures) if failures.count else None
+        if failures.broken and failures.partial is not None:
+            summary.failures_path = str(failures.partial)
+        else:
+            summary.failures_path = str(outputs.failures) if failures.count else None
         summary.warnings_path = str(listed.path) if listed.count else None
-        self._conclude(summary, runner, plan, started)
+        notes += self._conclude(summary, runner, plan, started, error)
         abort = runner.abort
-        return JobResult(summary, exit_code(summary, abort), advice(abort, summary, job.mapping),
+        code = exit_code(summary, abort) if error is None else error.exit_code
+        return JobResult(summary, code, advice(abort, summary, job.mapping, error, runner,
+                                                  self.state_path),
                          notes)  # fmt: skip
 
     def _resume(self, tally: Tally) -> list[str]:
@@ -156,45 +191,84 @@ class _Run:
         tally.restore(restored, state.prior_failures())
         return [f"resumed: {restored.total:,} rows were already done before"]
 
-    async def _drive(self, tally: Tally, progress: Progress, reading: Reading) -> Runner:
+    async def _drive(self, tally: Tally, progress: Progress, reading: Reading) -> None:
         options = self.options
         tick = min(self.outputs.progress_interval, 1.0)
         if options.dry_run:
-            runner = Runner(options, tally, None, progress=progress, tick_seconds=tick)
+            runner = self.runner = Runner(options, tally, None, progress=progress,
+                                          tick_seconds=tick)  # fmt: skip
             install_signal_handlers(asyncio.get_running_loop(), runner)
             await runner.run(reading, reading.leftovers(), reading.fraction)
-            return runner
+            return
         async with HttpTransport(
             options.endpoint, options.app_id, options.api_key, options.senders,
             options.timeout,
         ) as transport:  # fmt: skip
-            runner = Runner(options, tally, transport, retry=self.retry, progress=progress,
-                            tick_seconds=tick)  # fmt: skip
+            runner = self.runner = Runner(options, tally, transport, retry=self.retry,
+                                          progress=progress, tick_seconds=tick)  # fmt: skip
             install_signal_handlers(asyncio.get_running_loop(), runner)
             await runner.run(reading, reading.leftovers(), reading.fraction)
-        return runner
 
     def _conclude(
-        self, summary: Summary, runner: Runner, plan: DuplicatePlan, started: float
-    ) -> None:
+        self,
+        summary: Summary,
+        runner: Runner,
+        plan: DuplicatePlan,
+        started: float,
+        error: ImporterError | None,
+    ) -> list[str]:
+        """Fill in the summary, record the end in the state, write the JSON summary.
+        Returns notes about outputs that could not be written (the run is over: they
+        are reported, not raised)."""
         summary.warnings.update(self.job.warnings())
         summary.duration_seconds = time.monotonic() - started
         stats = runner.sender.stats if runner.sender is not None else None
         abort = runner.abort
+        stopped = error.problem if isinstance(error, (OutputError, SourceError)) else None
         summary.extra.update(
             requests=stats.requests if stats else 0,
             retries=stats.retries if stats else 0,
             status_counts=dict(sorted(stats.status_counts.items())) if stats else {},
             users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
-            aborted=None if abort is None else abort.reason,
+            aborted=stopped or (None if abort is None else abort.reason),
             duplicates=plan.as_dict(),
             pacing=pacing_summary(runner.pacer.stats()),
         )
+        missing = lacking(runner)
+        if missing:
+            summary.extra["failure_file_lacks"] = missing
+        notes: list[str] = []
         if self.state is not None:
-            status = "finished" if abort is None else abort.code.status
-            self.state.finish(status, summary.as_dict())
+            status = "finished" if abort is None and error is None else "aborted"
+            if abort is not None and abort.code is AbortCode.INTERRUPTED:
+                status = abort.code.status
+            try:
+                self.state.finish(status, summary.as_dict())
+            except OutputError as exc:
+                notes.append(f"warning: {exc}")
         if self.outputs.summary_json is not None:
-            summary.write_json(self.outputs.summary_json)
+            try:
+                summary.write_json(self.outputs.summary_json)
+            except OutputError as exc:
+                notes.append(f"warning: {exc}")
+        return notes
+
+
+def lacking(runner: Runner) -> str:
+    """Which rows the failure CSV lacks, when a stop cut its listing short ("" if none)."""
+    parts: list[str] = []
+    if runner.missing_from is not None:
+        source, row = runner.missing_from
+        where = f" of {source}" if source else ""
+        parts.append(
+            f"every row from row {row}{where} on, and every later input ({runner.unlisted_reason})"
+        )
+    if runner.tally.unlisted:
+        parts.append(
+            f"{runner.tally.unlisted:,} failed rows that could not be written after the "
+            "failure CSV stopped accepting writes"
+        )
+    return "; ".join(parts)
 
 
 def pacing_summary(stats: PacingStats | None) -> dict[str, Any] | None:
@@ -221,12 +295,37 @@ def _hold_signals() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def advice(abort: Abort | None, summary: Summary, mapping: Mapping) -> str:
+def advice(
+    abort: Abort | None,
+    summary: Summary,
+    mapping: Mapping,
+    error: ImporterError | None = None,
+    runner: Runner | None = None,
+    state_path: str | None = None,
+) -> str:
     """What a person should do after a run that stopped early ("" otherwise)."""
+    if isinstance(error, OutputError):
+        return _output_advice(error, summary, state_path)
+    if isinstance(error, SourceError):
+        return (
+            f"{error}\nThe rows before that point were handled ({summary.rows_sent:,} sent, "
+            f"{summary.rows_failed:,} failed); the rest of the file could not be read. "
+            "Export the file again and run it; with --state and --only-changed, users "
+            "already delivered are not sent again."
+        )
     if abort is None:
         return ""
+    missing = lacking(runner) if runner is not None else ""
     rerun = ""
-    if summary.failures_path:
+    if missing:
+        rerun = f" The failure file {summary.failures_path or ''} lacks {missing}." + (
+            f" Run the same command again (with --state {state_path}) to resume: it "
+            "sends exactly the rows not yet delivered and writes the complete failure file."
+            if state_path
+            else " Without --state this run cannot resume: run the whole input again "
+            "(users already sent are sent again with the same content)."
+        )
+    elif summary.failures_path:
         rerun = (
             f" Rows not sent are in {summary.failures_path} (_stage not_sent); once fixed, "
             f"re-run that file: metrix-import run {summary.failures_path} --mapping {mapping.path}"
@@ -244,6 +343,21 @@ def advice(abort: Abort | None, summary: Summary, mapping: Mapping) -> str:
             "for the service to recover." + rerun
         )
     return f"{abort.reason}." + rerun
+
+
+def _output_advice(error: OutputError, summary: Summary, state_path: str | None) -> str:
+    kept = f"The run stopped; the {summary.rows_sent:,} rows sent before are kept."
+    if state_path:
+        return (
+            f"{error}\n{kept} After freeing space, run the same command again: --state "
+            f"{state_path} continues where this run stopped (nothing is lost or sent twice) "
+            "and writes the complete failure file."
+        )
+    return (
+        f"{error}\n{kept} This run had no --state, so it cannot resume: after freeing "
+        "space, run the whole input again (users already sent are sent again with the "
+        "same content), and add --state PATH to make runs resumable."
+    )
 
 
 def exit_code(summary: Summary, abort: Abort | None) -> ExitCode:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -29,6 +31,9 @@ from importer.edges.transport import Transport
 from importer.engine.pacer import Pacer
 from importer.engine.sending import Abort, AbortCode, Item, RetryPolicy, Sender, Stop
 from importer.engine.tally import NoLedger, Tally
+from importer.errors import ImporterError
+
+log = logging.getLogger("metrix_importer")
 
 # After an abort: (source, row, cells, the reason it would be skipped anyway or "").
 Unread = Iterator[tuple[str, int, list[str], str]]
@@ -98,6 +103,13 @@ class Runner:
         self._workers: list[asyncio.Task[None]] = []
         self._producer: asyncio.Task[None] | None = None
         self._interrupted = False
+        self._fraction: Callable[[], float | None] | None = None
+        # When the failure CSV could not list every row not sent (a second Ctrl-C cut
+        # the listing short, or the disk filled): the first row it lacks, as
+        # (source label, row); every later row of that input and every later input
+        # are missing too.
+        self.missing_from: tuple[str, int] | None = None
+        self.unlisted_reason = ""
         # Fingerprints are only worth computing when a state file keeps them.
         self.remembers = not isinstance(tally.ledger, NoLedger)
 
@@ -135,6 +147,7 @@ class Runner:
         fraction: Callable[[], float | None] | None = None,
     ) -> None:
         """Send every valid outcome; after an abort, account for ``rest`` as not sent."""
+        self._fraction = fraction
         queue: asyncio.Queue[Item | None] = asyncio.Queue(maxsize=self.options.senders * 4)
         if self.sender is not None:
             self._workers = [
@@ -154,6 +167,10 @@ class Runner:
                 raise error
         if self.abort is not None and not self.hard_stop:
             await self._drain(rest)
+        elif self.hard_stop:
+            self._note_missing(rest, "a second Ctrl-C stopped the run at once")
+        if self.tally.output_error is not None and self.stop.failure is None:
+            self.stop.fail(self.tally.output_error)
         if self.stop.failure is not None:
             raise self.stop.failure
 
@@ -161,17 +178,30 @@ class Runner:
         self, outcomes: Iterable[Outcome], queue: asyncio.Queue[Item | None]
     ) -> None:
         chunk: list[Outcome] = []
-        for outcome in outcomes:
-            chunk.append(outcome)
-            if len(chunk) >= 128:
-                await self._produce_chunk(chunk, queue)
-                chunk = []
-                if self.stop.reading.is_set():
-                    return
-                # Mapping is CPU work on the loop's thread: hand the loop to the
-                # workers regularly so their sockets keep moving.
-                await asyncio.sleep(0)
+        try:
+            for outcome in outcomes:
+                chunk.append(outcome)
+                if len(chunk) >= 128:
+                    await self._produce_chunk(chunk, queue)
+                    chunk = []
+                    self._check_outputs()
+                    if self.stop.reading.is_set():
+                        return
+                    # Mapping is CPU work on the loop's thread: hand the loop to the
+                    # workers regularly so their sockets keep moving.
+                    await asyncio.sleep(0)
+        except ImporterError:
+            # The input cannot be read further (a truncated file): the rows read
+            # before it are still sent and counted.
+            await self._produce_chunk(chunk, queue)
+            raise
         await self._produce_chunk(chunk, queue)
+
+    def _check_outputs(self) -> None:
+        """A failure CSV that cannot be written any more stops the run."""
+        error = self.tally.output_error
+        if error is not None and self.stop.failure is None:
+            self.stop.fail(error)
 
     def _fingerprints(self, chunk: list[Outcome]) -> tuple[dict[int, bytes], set[str]]:
         """Content fingerprints of the chunk's valid rows (by index), and with
@@ -279,19 +309,53 @@ class Runner:
 
     async def _drain(self, rest: Unread) -> None:
         """After an abort, every row not yet read goes to the failure CSV unsent (or
-        is skipped, when the duplicates policy would have skipped it anyway)."""
+        is skipped, when the duplicates policy would have skipped it anyway). Long
+        listings show progress; a second Ctrl-C or a full disk cuts them short, and
+        ``missing_from`` then says where the failure CSV stops."""
         reason = self.stop.reason
         done = self.tally.ledger.is_done
         count = 0
+        started = last = time.monotonic()
+        announced = False
         for source, row, cells, skip_reason in rest:
             if done(source, row):
                 continue
+            if self.hard_stop or self.tally.output_error is not None:
+                why = (
+                    "a second Ctrl-C cut the listing short"
+                    if self.hard_stop
+                    else "the failure CSV could not be written"
+                )
+                self.missing_from, self.unlisted_reason = (source, row), why
+                return
             self.tally.unread(source, row, cells, reason, skip_reason)
             count += 1
             if count % 2000 == 0:
+                now = time.monotonic()
+                if now - last >= 1.0:
+                    if not announced:
+                        announced = True
+                        log.warning(
+                            "listing the rows not read as not_sent in the failure CSV "
+                            "(Ctrl-C again cuts this short; --state keeps the run resumable)"
+                        )
+                    last = now
+                    share = self._fraction() if self._fraction else None
+                    self.progress.update(self.snapshot(share))
+                    log.info(
+                        "not-sent rows listed: %d (%.0f rows/s), at row %s%s",
+                        count, count / max(now - started, 1e-9), row,
+                        f" of {source}" if source else "",
+                    )  # fmt: skip
                 await asyncio.sleep(0)
-                if self.hard_stop:
-                    return
+
+    def _note_missing(self, rest: Unread, why: str) -> None:
+        """Without a drain: the first row the failure CSV lacks (reading one row)."""
+        done = self.tally.ledger.is_done
+        for source, row, _, _ in rest:
+            if not done(source, row):
+                self.missing_from, self.unlisted_reason = (source, row), why
+                return
 
     async def _tick(self, fraction: Callable[[], float | None] | None) -> None:
         while True:
@@ -299,6 +363,7 @@ class Runner:
             try:
                 self.progress.update(self.snapshot(fraction() if fraction else None))
                 self.tally.checkpoint()
+                self._check_outputs()
                 if self.abort is None and self.pacer.outage():
                     self.stop.trigger(
                         Abort(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from importer.core.messages import MappedRow
 from importer.core.outcome import Outcome, SkipReason, Stage
 from importer.edges.report import STAGE_WARNING, FailureWriter, Summary
+from importer.errors import OutputError
 
 if TYPE_CHECKING:
     from importer.edges.state import Restored
@@ -88,6 +89,11 @@ class Tally:
         self.failures = failures
         self.ledger: Ledger = ledger or NoLedger()
         self.warnings = warnings
+        # The failure CSV could not be written (a full disk): the first error, and how
+        # many failed rows it lacks since. Those rows are not recorded in the ledger
+        # either, so a resumed run handles them again.
+        self.output_error: OutputError | None = None
+        self.unlisted = 0
 
     # --- the invariant ---------------------------------------------------------------
 
@@ -111,9 +117,13 @@ class Tally:
         if outcome.mapped is not None:
             summary.rows_valid += 1
             if outcome.warning and self.warnings is not None:
-                self.warnings.write(
-                    outcome.row, STAGE_WARNING, outcome.warning, outcome.cells, outcome.source
-                )
+                try:
+                    self.warnings.write(
+                        outcome.row, STAGE_WARNING, outcome.warning, outcome.cells,
+                        outcome.source,
+                    )  # fmt: skip
+                except OutputError as exc:  # a full disk: the run stops at its next check
+                    self.output_error = self.output_error or exc
             return outcome.mapped
         if outcome.stage == Stage.SKIP:
             summary.rows_valid += 1
@@ -128,8 +138,10 @@ class Tally:
 
     def unread(self, source: str, row: int, cells: list[str], reason: str, skip: str) -> None:
         """A row the run never got to map, after it stopped: skipped when ``skip`` says it
-        would have been anyway, else not sent for ``reason``."""
+        would have been anyway, else not sent for ``reason``. It is neither valid nor
+        invalid: ``rows_total == rows_valid + rows_invalid + rows_unread``."""
         self.summary.rows_total += 1
+        self.summary.rows_unread += 1
         if skip:
             self.skipped(source, row, skip)
         else:
@@ -148,7 +160,12 @@ class Tally:
         summary.rows_failed += 1
         summary.reasons.update(keys)
         if self.failures is not None:
-            self.failures.write(row, stage, error, cells, source)
+            try:
+                self.failures.write(row, stage, error, cells, source)
+            except OutputError as exc:
+                self.output_error = self.output_error or exc
+                self.unlisted += 1
+                return
         self.ledger.record_failed(source, row, stage, error, cells, keys)
 
     def not_sent(self, source: str, row: int, cells: list[str], reason: str) -> None:
@@ -169,8 +186,11 @@ class Tally:
     def checkpoint(self) -> None:
         """Make what was settled so far durable (about once a second during a run)."""
         self.ledger.checkpoint()
-        if self.failures is not None:
-            self.failures.flush()
+        if self.failures is not None and self.output_error is None:
+            try:
+                self.failures.flush()
+            except OutputError as exc:
+                self.output_error = exc
 
     # --- resuming ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from importer.core.config import Mapping
 from importer.core.outcome import SkipReason
+from importer.edges.outputs import check_outputs
 from importer.edges.report import Summary, warnings_path
 from importer.engine.inputs import Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
@@ -19,7 +20,9 @@ def validate_job(
     """Read and map every row without sending; failures go to ``failures_path``.
     Returns the summary and a description of each input read."""
     started = time.monotonic()
-    job = Job(expand_inputs([source], mapping), mapping, run_start_millis())
+    inputs = expand_inputs([source], mapping)
+    check_outputs([("--failures", failures_path)], sorted({item.path for item in inputs}))
+    job = Job(inputs, mapping, run_start_millis())
     summary = Summary(mode="validate", source=source, encoding=job.encoding)
     writer = job.failure_writer(failures_path)
     listed = job.failure_writer(warnings_path(failures_path))
@@ -32,6 +35,8 @@ def validate_job(
         for outcome in reading:
             if admit(outcome) is not None:
                 valid += 1
+            if tally.output_error is not None:
+                raise tally.output_error
         # Before close: the pool holds the warnings of the rows it mapped.
         summary.warnings.update(job.warnings())
     finally:
