@@ -46,16 +46,18 @@ class MappingError(ImporterError):
 
     exit_code = ExitCode.USAGE
 
-    def __init__(self, source: str, problems: list[MappingProblem]) -> None:
+    def __init__(
+        self,
+        source: str,
+        problems: list[MappingProblem],
+        advice: str = "Fix these in the mapping file and run the command again.",
+    ) -> None:
         self.source = source
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         count = len(problems)
         noun = "problem" if count == 1 else "problems"
-        super().__init__(
-            f"{source}: the mapping has {count} {noun}:\n{lines}\n"
-            "Fix these in the mapping file and run the command again."
-        )
+        super().__init__(f"{source}: the mapping has {count} {noun}:\n{lines}\n{advice}")
 
 
 class SourceError(ImporterError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -126,9 +127,18 @@ def configure(mapping_path: str, **overrides: Any) -> Mapping:
     )
 
 
+_FAILURE_NAME = re.compile(r"^(?P<base>.+)\.failures(?:-(?P<number>\d+))?\.csv$")
+
+
 def default_failures_path(source_path: str) -> Path:
-    """``<source file name>.failures.csv`` in the current directory."""
-    return Path(Path(source_path).name + ".failures.csv")
+    """``<source file name>.failures.csv`` in the current directory; the failure file of
+    a failure file counts up instead of growing: ``x.csv.failures-2.csv``, ``-3``..."""
+    name = Path(source_path).name
+    found = _FAILURE_NAME.match(name)
+    if found is None:
+        return Path(name + ".failures.csv")
+    number = int(found["number"] or 1) + 1
+    return Path(f"{found['base']}.failures-{number}.csv")
 
 
 class _Commands(click.Group):

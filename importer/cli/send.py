@@ -157,6 +157,13 @@ def run(
 
     secret = api_key or ""
     setup_logging(verbose, log_file, secret, progress_bar=not no_progress and sys.stderr.isatty())
+    if api_key and _given_on_command_line("api_key"):
+        click.echo(
+            "warning: an API key given with --api-key is visible to every user of this "
+            "machine (`ps`, /proc) and stays in the shell's history; set METRIX_API_KEY in "
+            "the environment instead.",
+            err=True,
+        )
     options = SendOptions(
         endpoint=endpoint, app_id=app_id or "", api_key=secret, concurrency=concurrency,
         max_concurrency=max_concurrency, rate=rate, timeout=timeout, dry_run=dry_run,
@@ -179,6 +186,12 @@ def run(
     if result.advice:
         click.echo(f"error: {result.advice}", err=True)
     sys.exit(int(result.exit_code))
+
+
+def _given_on_command_line(name: str) -> bool:
+    """Whether option ``name`` came from the command line (not the environment)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is click.core.ParameterSource.COMMANDLINE
 
 
 @main.command(epilog=EXIT_CODES_HELP)

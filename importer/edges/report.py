@@ -214,6 +214,8 @@ class Summary:
             line("skipped", self.rows_skipped)
         if self.blank_rows:
             lines.append(f"  ({self.blank_rows:,} blank rows ignored)")
+        if self.rows_unread:
+            lines.append(f"  ({self.rows_unread:,} rows never read: the run stopped first)")
         if self.reasons:
             lines.append("Most common problems:")
             for reason, count in self.reasons.most_common(top):
@@ -250,6 +252,8 @@ class Summary:
             lines.append(f"Failed rows and their reasons: {self.failures_path}")
         elif self.mode == "validate" or self.rows_failed == 0:
             lines.append("No failed rows, so no failure file was written.")
+        if self.extra.get("failure_file_lacks"):
+            lines.append(f"The failure CSV lacks {self.extra['failure_file_lacks']}.")
         return lines
 
 

@@ -226,8 +226,10 @@ class StateStore:
         mapping_fp: str,
         run_time_ms: int,
         restart: bool,
+        paths: Sequence[str] = (),
     ) -> RunInfo:
-        """Resume the unfinished run on the same input and mapping, or start a new one."""
+        """Resume the unfinished run on the same input and mapping, or start a new one.
+        ``paths``: the input files, shown by ``metrix-import state``."""
         previous = self.unfinished_run()
         if previous is not None and not restart:
             same_input = previous["input_fingerprint"] == input_fp
@@ -263,6 +265,11 @@ class StateStore:
             (_now(), _now(), json.dumps(list(sources)), input_fp, mapping_fp, run_time_ms),
         )
         assert cursor.lastrowid is not None
+        if paths:
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                (f"run {cursor.lastrowid} inputs", json.dumps(list(paths), ensure_ascii=False)),
+            )
         self.run = RunInfo(cursor.lastrowid, run_time_ms, resumed=False)
         self._sources = {label: i for i, label in enumerate(sources)}
         return self.run
@@ -499,11 +506,17 @@ def describe_state(path: str | Path) -> str:
         }
     except sqlite3.DatabaseError as exc:
         raise StateError(f"{file}: not a metrix-importer state file ({exc})") from None
+    holder = _lock_holder(file)
     lines = [f"{file}: {len(runs)} run(s), {users:,} users delivered (known to --only-changed)"]
     for run in runs:
-        sources = ", ".join(json.loads(run["sources"])) or "?"
+        sources = _sources(db, run)
+        status = run["status"]
+        if status == "running":
+            status = f"running ({holder})" if holder else "interrupted (resumable)"
+        elif status in ("aborted", "interrupted"):
+            status += " (resumable)"
         lines.append(
-            f"  run {run['id']}: {run['status']}, started {run['started_at']}, "
+            f"  run {run['id']}: {status}, started {run['started_at']}, "
             f"last update {run['updated_at']}, sources: {sources}"
         )
         if run["counts"]:
@@ -519,6 +532,34 @@ def describe_state(path: str | Path) -> str:
             )
     db.close()
     return "\n".join(lines)
+
+
+def _sources(db: sqlite3.Connection, run: sqlite3.Row) -> str:
+    """The run's inputs: its labels, or the files it read (one file has no label)."""
+    labels = [label for label in json.loads(run["sources"]) if label]
+    if labels:
+        return ", ".join(labels)
+    stored = db.execute("SELECT value FROM meta WHERE key = ?", (f"run {run['id']} inputs",))
+    row = stored.fetchone()
+    if row is None and run["counts"]:
+        return str(json.loads(run["counts"]).get("source") or "?")
+    return ", ".join(json.loads(row[0])) if row else "?"
+
+
+def _lock_holder(file: Path) -> str:
+    """Who holds the state file's lock ("" when no run does: a crashed run left it)."""
+    lock_path = file.with_name(file.name + ".lock")
+    try:
+        handle = open(lock_path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError:
+        return ""
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return ""
 
 
 class StateReader:

@@ -23,7 +23,7 @@ from importer.edges.readers import Record, Source, list_sheets, open_source
 from importer.edges.report import FailureWriter
 from importer.engine.parallel import MapPool, RawCheck, Unchanged, default_workers
 from importer.engine.reading import Reading
-from importer.errors import UsageProblem
+from importer.errors import MappingError, UsageProblem
 
 log = logging.getLogger("metrix_importer")
 
@@ -78,7 +78,7 @@ class Job:
             # Open every input once up front so a missing column or an unreadable
             # file in the tenth file stops the run before anything is sent.
             source = self.open(item)
-            self.mappers[item.label] = RowMapper(mapping, source.header, run_time_ms)
+            self.mappers[item.label] = _mapper(mapping, source, item, run_time_ms)
             self.headers[item.label] = source.display_header
             if source.encoding:
                 self.encodings.add(source.encoding)
@@ -181,6 +181,26 @@ class Job:
             plan.rows, time.monotonic() - started, plan.duplicate_users,
         )  # fmt: skip
         return plan
+
+
+def _mapper(mapping: Mapping, source: Source, item: Input, run_time_ms: int) -> RowMapper:
+    """The mapping compiled against this input's header. A missing column may be the
+    mapping's fault or the export's (a column renamed or dropped since): say both."""
+    try:
+        return RowMapper(mapping, source.header, run_time_ms)
+    except MappingError as exc:
+        if not any("has no column" in problem.message for problem in exc.problems):
+            raise
+        where = f"{item.path}" + (f", sheet '{item.sheet}'" if item.sheet is not None else "")
+        shown = ", ".join(name or "(blank)" for name in source.display_header)
+        raise MappingError(
+            exc.source,
+            exc.problems,
+            f"Either the export changed since the mapping was written (a column renamed or "
+            f"removed: {where} has the header {shown}), or the mapping names the wrong "
+            "column. Fix whichever is wrong — the mapping's column names, or the export "
+            "— and run the command again.",
+        ) from None
 
 
 def _size(path: str) -> int:

@@ -116,6 +116,7 @@ def _begin(
         mapping.fingerprint,
         run_start_millis(),
         restart,
+        sorted({item.path for item in inputs}),
     )
     if info.resumed:
         log.warning("resuming the unfinished run from %s", where)
