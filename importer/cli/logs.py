@@ -23,9 +23,29 @@ class MaskingFilter(logging.Filter):
         return True
 
 
-def setup_logging(verbose: bool, log_file: str | None, secret: str, progress_bar: bool) -> None:
+class _Shown(logging.Filter):
+    """stderr's level, except that progress lines of long phases always pass."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or record.name == "metrix_importer.progress"
+
+
+def setup_logging(
+    verbose: bool,
+    log_file: str | None,
+    secret: str,
+    progress_bar: bool,
+    *,
+    phase_lines: bool = False,
+) -> None:
     """stderr gets warnings (or progress lines when it is not a terminal); --log-file
-    gets everything at INFO (DEBUG with -v). The key is masked everywhere."""
+    gets everything at INFO (DEBUG with -v). The key is masked everywhere.
+    ``phase_lines``: commands that show only warnings (validate, plan: pass
+    ``progress_bar=True``) still show the progress lines of their long phases."""
     root = logging.getLogger("metrix_importer")
     root.handlers.clear()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -33,6 +53,9 @@ def setup_logging(verbose: bool, log_file: str | None, secret: str, progress_bar
     masking = MaskingFilter(secret)
     stderr = logging.StreamHandler(sys.stderr)
     level = logging.DEBUG if verbose else (logging.WARNING if progress_bar else logging.INFO)
+    if phase_lines:
+        stderr.addFilter(_Shown(level))
+        level = logging.INFO
     stderr.setLevel(level)
     stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     stderr.addFilter(masking)

@@ -40,11 +40,15 @@ def validate(
     **reader: Any,
 ) -> None:
     """Read and map every row of SOURCE without sending anything."""
+    from importer.cli.logs import setup_logging
     from importer.engine.validate import validate_job
 
+    setup_logging(False, None, "", progress_bar=True, phase_lines=True)
     mapping = configure(mapping_path, **reader)
     failure_path = Path(failures) if failures else default_failures_path(source)
-    summary, described = validate_job(source, mapping, failure_path, workers)
+    summary, described = validate_job(
+        source, mapping, failure_path, workers, Path(summary_json) if summary_json else None
+    )
     for line in described:
         click.echo(f"Read {line}", err=True)
     click.echo(summary.render())

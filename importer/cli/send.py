@@ -227,7 +227,7 @@ def plan(
     from importer.cli.logs import setup_logging
     from importer.engine.plan import Pace, plan_job
 
-    setup_logging(False, None, "", progress_bar=True)
+    setup_logging(False, None, "", progress_bar=True, phase_lines=True)
     pace = Pace(concurrency or max_concurrency, rate, assume_latency_ms, concurrency is None)
     result = plan_job(
         sources, configure(mapping_path, **reader), pace,

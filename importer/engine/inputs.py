@@ -17,12 +17,19 @@ from pathlib import Path
 from importer import __version__
 from importer.core.config import Mapping
 from importer.core.messages import RowMapper
-from importer.edges.duplicates import DuplicatePlan, id_stream, no_plan, plan_duplicates
+from importer.edges.duplicates import (
+    DuplicatePlan,
+    IdStream,
+    id_stream,
+    no_plan,
+    plan_duplicates,
+)
 from importer.edges.paths import expand_paths
+from importer.edges.progress import PhaseProgress
 from importer.edges.readers import Record, Source, list_sheets, open_source
 from importer.edges.report import FailureWriter
 from importer.engine.parallel import MapPool, RawCheck, Unchanged, default_workers
-from importer.engine.reading import Reading
+from importer.engine.reading import Reading, input_share, tracked
 from importer.errors import MappingError, UsageProblem
 
 log = logging.getLogger("metrix_importer")
@@ -162,20 +169,43 @@ class Job:
             found.update(self._pool.warnings)
         return found
 
-    def duplicate_plan(self, policy: str) -> DuplicatePlan:
-        """Find duplicated users across all inputs (one extra, id-only read)."""
+    def duplicate_plan(self, policy: str, progress: bool = True) -> DuplicatePlan:
+        """Find duplicated users across all inputs (one extra, id-only read), showing
+        how far it has come (a bar on a terminal, else a log line every 10 s)."""
         if policy == "all":
             return no_plan(policy)
         started = time.monotonic()
+        where: list[tuple[int, Source]] = []  # the input being read, for progress
+        last_row = [0]
 
-        def opener(item: Input) -> Callable[[], Iterator[Record]]:
-            return lambda: self.open(item).records
+        def opener(index: int, item: Input) -> Callable[[], Iterator[Record]]:
+            def records() -> Iterator[Record]:
+                source = self.open(item)
+                where[:] = [(index, source)]
+                return source.records
+
+            return records
+
+        def share() -> float | None:
+            if not where:
+                return None
+            index, source = where[0]
+            return input_share(index, len(self.inputs), source, last_row[0])
+
+        def rows_of(stream: IdStream) -> IdStream:
+            for entry in stream:
+                last_row[0] = entry[1]
+                yield entry
 
         stream = id_stream(
-            [(item.label, opener(item)) for item in self.inputs],
+            [(item.label, opener(i, item)) for i, item in enumerate(self.inputs)],
             lambda label, cells: self.mappers[label].user_id_of(cells),
         )
-        plan = plan_duplicates(stream, policy)
+        shown = PhaseProgress("checking duplicates", enabled=progress)
+        try:
+            plan = plan_duplicates(tracked(rows_of(stream), shown, share), policy)
+        finally:
+            shown.close()
         log.info(
             "checked %d rows for duplicates in %.1f s: %d users on more than one row",
             plan.rows, time.monotonic() - started, plan.duplicate_users,

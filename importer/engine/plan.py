@@ -12,11 +12,12 @@ from importer.core.config import Mapping
 from importer.core.messages import content_fingerprint
 from importer.core.outcome import SkipReason
 from importer.edges.outputs import check_outputs
+from importer.edges.progress import PhaseProgress
 from importer.edges.report import Summary
 from importer.edges.state import StateReader
 from importer.engine.inputs import Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
-from importer.engine.reading import Reading
+from importer.engine.reading import Reading, tracked
 from importer.engine.run import JobResult
 from importer.engine.tally import Tally
 from importer.errors import ExitCode
@@ -100,15 +101,19 @@ def _count(tally: Tally, reading: Reading, reader: StateReader) -> tuple[int, in
     totals = [0, 0, 0]
     valid = 0
     chunk: list[tuple[str, bytes]] = []
-    for outcome in reading:
-        mapped = tally.admit(outcome)
-        if mapped is None:
-            continue
-        valid += 1
-        chunk.append((mapped.user_id, content_fingerprint(mapped)))
-        if len(chunk) >= _CHUNK:
-            _classify(reader, chunk, totals)
-            chunk = []
+    shown = PhaseProgress("planning")
+    try:
+        for outcome in tracked(reading, shown, reading.overall):
+            mapped = tally.admit(outcome)
+            if mapped is None:
+                continue
+            valid += 1
+            chunk.append((mapped.user_id, content_fingerprint(mapped)))
+            if len(chunk) >= _CHUNK:
+                _classify(reader, chunk, totals)
+                chunk = []
+    finally:
+        shown.close()
     _classify(reader, chunk, totals)
     tally.skipped_unrecorded(SkipReason.PLANNED, valid)
     return totals[0], totals[1], totals[2]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from importer.core.outcome import Outcome, SkipReason, Stage, skipped
 from importer.edges.duplicates import DuplicatePlan
+from importer.edges.progress import PhaseProgress
 from importer.edges.readers import Record, Source
 from importer.engine.parallel import MappedRecords
 from importer.engine.pipeline import mapped_outcomes
@@ -48,6 +49,7 @@ class Reading:
         self._index = 0  # the input being read (len(inputs) when all are read)
         self._current: Source | None = None
         self._mapped: MappedRecords | None = None  # its records, as they are mapped
+        self._row = 0  # the last row read of the current input
 
     def __iter__(self) -> Iterator[Outcome]:
         job, duplicates = self.job, self.duplicates
@@ -57,7 +59,7 @@ class Reading:
             label = item.label
             check = job.raw_checks.get(label)
             self._mapped = MappedRecords(source.records, label, job.pool, self.skip, check)
-            row = 0
+            row = self._row = 0
             outcomes = mapped_outcomes(self._mapped, label)
             while True:
                 try:
@@ -68,7 +70,7 @@ class Reading:
                     raise
                 except DAMAGED as exc:
                     raise damaged(item.path, row, exc) from None
-                row = outcome.row
+                row = self._row = outcome.row
                 if duplicates.skip and duplicates.is_skipped(label, row):
                     yield skipped(row, outcome.cells, SkipReason.DUPLICATE, label)
                 elif duplicates.error and (count := duplicates.error_count(label, row)):
@@ -112,6 +114,40 @@ class Reading:
         if source is None or source.kind != "csv" or not source.size_bytes:
             return None
         return min(1.0, source.bytes_read() / source.size_bytes)
+
+    def overall(self) -> float | None:
+        """Share of all the inputs read so far, when it can be known."""
+        return input_share(self._index, len(self.job.inputs), self._current, self._row)
+
+
+T = TypeVar("T")
+
+
+def input_share(index: int, count: int, source: Source | None, row: int) -> float | None:
+    """Share of ``count`` inputs read when input ``index`` is at ``row``: by bytes for a
+    CSV, by rows for a sheet whose size is known."""
+    if source is None or count == 0:
+        return None
+    if source.kind == "csv" and source.size_bytes:
+        share = source.bytes_read() / source.size_bytes
+    elif source.total_rows:
+        share = row / source.total_rows
+    else:
+        return None
+    return min(1.0, (index + min(share, 1.0)) / count)
+
+
+def tracked(
+    items: Iterable[T], progress: PhaseProgress, where: Callable[[], float | None]
+) -> Iterator[T]:
+    """``items`` unchanged, telling ``progress`` every 1,024 items how far they are."""
+    count = 0
+    for item in items:
+        yield item
+        count += 1
+        if not count & 1023:
+            progress.update(count, where())
+    progress.update(count)  # the input may be closed by now: no share to ask for
 
 
 def damaged(path: str, row: int, exc: BaseException) -> SourceError:

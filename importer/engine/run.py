@@ -135,7 +135,7 @@ class _Run:
 
     def go(self, duplicates: str, started: float, patterns: Sequence[str]) -> JobResult:
         job, outputs, state = self.job, self.outputs, self.state
-        plan = job.duplicate_plan(duplicates)
+        plan = job.duplicate_plan(duplicates, outputs.progress)
         mode = "dry-run" if self.options.dry_run else "run"
         summary = Summary(mode=mode, source=", ".join(patterns), encoding=job.encoding)
         failures = job.failure_writer(outputs.failures)

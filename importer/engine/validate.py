@@ -8,20 +8,30 @@ from pathlib import Path
 from importer.core.config import Mapping
 from importer.core.outcome import SkipReason
 from importer.edges.outputs import check_outputs
+from importer.edges.progress import PhaseProgress
 from importer.edges.report import Summary, warnings_path
 from importer.engine.inputs import Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
+from importer.engine.reading import tracked
 from importer.engine.tally import Tally
 
 
 def validate_job(
-    source: str, mapping: Mapping, failures_path: Path, workers: int | None
+    source: str,
+    mapping: Mapping,
+    failures_path: Path,
+    workers: int | None,
+    summary_json: Path | None = None,
 ) -> tuple[Summary, list[str]]:
     """Read and map every row without sending; failures go to ``failures_path``.
-    Returns the summary and a description of each input read."""
+    Returns the summary and a description of each input read. ``summary_json`` (written
+    by the caller) is only checked here, with the failure path, before reading."""
     started = time.monotonic()
     inputs = expand_inputs([source], mapping)
-    check_outputs([("--failures", failures_path)], sorted({item.path for item in inputs}))
+    named = [("--failures", failures_path)]
+    if summary_json is not None:
+        named.append(("--summary-json", summary_json))
+    check_outputs(named, sorted({item.path for item in inputs}))
     job = Job(inputs, mapping, run_start_millis())
     summary = Summary(mode="validate", source=source, encoding=job.encoding)
     writer = job.failure_writer(failures_path)
@@ -30,9 +40,10 @@ def validate_job(
     job.start_workers(workers, encode=False)
     reading = job.reading()
     valid = 0
+    shown = PhaseProgress("validating")
     try:
         admit = tally.admit
-        for outcome in reading:
+        for outcome in tracked(reading, shown, reading.overall):
             if admit(outcome) is not None:
                 valid += 1
             if tally.output_error is not None:
@@ -40,6 +51,7 @@ def validate_job(
         # Before close: the pool holds the warnings of the rows it mapped.
         summary.warnings.update(job.warnings())
     finally:
+        shown.close()
         writer.close()
         listed.close()
         job.close()
