@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run install test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "metrix-importer needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -19,6 +19,13 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	@$(PY) -m importer.demo
+
+# `make run` leaves metrix-import in .venv/bin; this puts it on PATH for this user.
+install:
+	@if command -v pipx >/dev/null 2>&1; then pipx install --force .; \
+	else echo "pipx is not installed. Either install pipx (https://pipx.pypa.io) and run"; \
+	echo "make install again, or use the project's .venv: make run, then . .venv/bin/activate"; \
+	exit 1; fi
 
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q

@@ -118,6 +118,12 @@ class OutputError(ImporterError):
         super().__init__(f"{path}: {problem}" + (f"\n{hint}" if hint else ""))
 
 
+class Interrupted(ImporterError):
+    """Ctrl-C or SIGTERM before the run's first request: nothing to account for."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 class EndpointError(ImporterError):
     """The endpoint URL is unusable as given."""
 

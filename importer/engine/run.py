@@ -30,7 +30,7 @@ from importer.engine.runner import Runner, SendOptions, install_signal_handlers
 from importer.engine.sending import Abort, AbortCode, RetryPolicy
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
-from importer.errors import ExitCode, ImporterError, OutputError, SourceError
+from importer.errors import ExitCode, ImporterError, Interrupted, OutputError, SourceError
 
 log = logging.getLogger("metrix_importer")
 
@@ -81,6 +81,35 @@ def run_job(
     started = time.monotonic()
     check_run(options, mapping, duplicates=duplicates, state_path=state_path,
               allow_insecure=allow_insecure)  # fmt: skip
+    holder: list[_Run] = []
+    try:
+        return _run_job(patterns, mapping, options, outputs, retry, duplicates, state_path,
+                        restart, workers, started, holder)  # fmt: skip
+    except KeyboardInterrupt:
+        # Until the event loop starts (reading the inputs, the duplicate check), Ctrl-C
+        # is a plain KeyboardInterrupt: no request has been made by this run.
+        if holder and holder[0].runner is not None:
+            raise
+        raise Interrupted(
+            "interrupted before the first request: this run sent nothing"
+            + (f" (what earlier runs did is kept in {state_path})" if state_path else "")
+            + "; run the same command again to start"
+        ) from None
+
+
+def _run_job(
+    patterns: Sequence[str],
+    mapping: Mapping,
+    options: SendOptions,
+    outputs: Outputs,
+    retry: RetryPolicy | None,
+    duplicates: str,
+    state_path: str | None,
+    restart: bool,
+    workers: int | None,
+    started: float,
+    holder: list[_Run],
+) -> JobResult:
     inputs = expand_inputs(patterns, mapping)
     # Every output must be creatable, and none may be an input, before anything is sent.
     check_outputs(outputs.named(state_path), sorted({item.path for item in inputs}))
@@ -98,6 +127,7 @@ def run_job(
                 job.remember_raw(state.unchanged_raw if options.only_changed else None)
             run = _Run(job, options, retry or RetryPolicy(), outputs, state,
                        state_path=state_path)  # fmt: skip
+            holder.append(run)
             return run.go(duplicates, started, patterns)
         finally:
             job.close()

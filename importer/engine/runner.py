@@ -178,23 +178,27 @@ class Runner:
         self, outcomes: Iterable[Outcome], queue: asyncio.Queue[Item | None]
     ) -> None:
         chunk: list[Outcome] = []
-        try:
-            for outcome in outcomes:
-                chunk.append(outcome)
-                if len(chunk) >= 128:
-                    await self._produce_chunk(chunk, queue)
-                    chunk = []
-                    self._check_outputs()
-                    if self.stop.reading.is_set():
-                        return
-                    # Mapping is CPU work on the loop's thread: hand the loop to the
-                    # workers regularly so their sockets keep moving.
-                    await asyncio.sleep(0)
-        except ImporterError:
-            # The input cannot be read further (a truncated file): the rows read
-            # before it are still sent and counted.
-            await self._produce_chunk(chunk, queue)
-            raise
+        source = iter(outcomes)
+        while True:
+            try:
+                outcome = next(source, None)
+            except ImporterError:
+                # The input cannot be read further (a truncated file): the rows read
+                # before it are still sent and counted.
+                await self._produce_chunk(chunk, queue)
+                raise
+            if outcome is None:
+                break
+            chunk.append(outcome)
+            if len(chunk) >= 128:
+                await self._produce_chunk(chunk, queue)
+                chunk = []
+                self._check_outputs()
+                if self.stop.reading.is_set():
+                    return
+                # Mapping is CPU work on the loop's thread: hand the loop to the
+                # workers regularly so their sockets keep moving.
+                await asyncio.sleep(0)
         await self._produce_chunk(chunk, queue)
 
     def _check_outputs(self) -> None:

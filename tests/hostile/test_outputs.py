@@ -352,3 +352,27 @@ def test_a_truncated_sheet_read_while_sending_ends_with_a_message_and_a_summary(
         data = summary(tmp_path)
         assert 0 < data["rows_sent"] == len(stored_ids(sb))
         assert "truncated" in data["aborted"]
+
+
+def test_ctrl_c_before_the_first_request_says_nothing_was_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importer.core.config import load_mapping
+    from importer.engine.inputs import Job
+    from importer.engine.run import Outputs, run_job
+    from importer.errors import Interrupted
+
+    data = tmp_path / "export.csv"
+    write_export(data, 20)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(MAPPING)
+
+    def interrupted(self: Job, policy: str, progress: bool = True) -> None:
+        raise KeyboardInterrupt  # Ctrl-C during the duplicate check
+
+    monkeypatch.setattr(Job, "duplicate_plan", interrupted)
+    options = SendOptions(endpoint="http://127.0.0.1:9/", app_id="a", api_key="k")
+    with pytest.raises(Interrupted, match="this run sent nothing") as caught:
+        run_job([str(data)], load_mapping(str(mapping)), options,
+                Outputs(failures=tmp_path / "f.csv", progress=False))  # fmt: skip
+    assert caught.value.exit_code == ExitCode.INTERRUPTED
