@@ -127,7 +127,13 @@ def init_mapping(
     drafted = draft_for(source, reader, sample=sample, output=output, force=force)
     draft = drafted.draft
     if output:
-        Path(output).write_text(draft.yaml, encoding="utf-8")
+        from importer.edges.outputs import output_error
+        from importer.edges.report import write_atomic
+
+        try:  # via a temporary file and a rename: never through a symlink at the path
+            write_atomic(Path(output), draft.yaml)
+        except OSError as exc:
+            raise output_error(Path(output), exc, "the mapping") from None
     else:
         click.echo(draft.yaml, nl=False)
     target = output or "the mapping"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from importer.core.config import DELIMITERS, SourceOptions, delimiter_problem, encoding_problem
 from importer.core.infer import Draft, draft_mapping
+from importer.edges.outputs import check_outputs
 from importer.edges.readers import open_source
 from importer.engine.pipeline import sample_rows
 from importer.errors import CommandLineProblem, UsageProblem
@@ -34,6 +35,8 @@ def draft_for(
         raise CommandLineProblem(problem)
     if output and Path(output).exists() and not force:
         raise CommandLineProblem(f"{output} exists; choose another --output or add --force")
+    if output:
+        check_outputs([("--output", Path(output))], [source])
     delimiter = DELIMITERS.get(reader.delimiter, reader.delimiter)
     opened = open_source(
         source,

@@ -376,3 +376,13 @@ def test_ctrl_c_before_the_first_request_says_nothing_was_sent(
         run_job([str(data)], load_mapping(str(mapping)), options,
                 Outputs(failures=tmp_path / "f.csv", progress=False))  # fmt: skip
     assert caught.value.exit_code == ExitCode.INTERRUPTED
+
+
+def test_init_mapping_never_writes_its_draft_over_the_input(tmp_path: Path) -> None:
+    data = tmp_path / "export.csv"
+    write_export(data, 20)
+    before = data.read_bytes()
+    result = cli("init-mapping", data, "-o", data, "--force", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "is the input file" in result.stderr
+    assert data.read_bytes() == before
