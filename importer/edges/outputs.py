@@ -24,7 +24,7 @@ PROBE_BYTES = 64 * 1024
 def os_problem(exc: OSError) -> str:
     """An OSError in words a person can act on."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full (no space left on device)"
+        return "the disk is full"
     if exc.errno == errno.EROFS:
         return "the file system is read-only"
     if exc.errno in (errno.EACCES, errno.EPERM):
@@ -43,8 +43,8 @@ def space_hint(path: Path) -> str:
 
 def output_error(path: Path, exc: OSError, what: str = "") -> OutputError:
     """``exc`` while writing ``path``, as an error that names the path and the remedy."""
-    label = f"{what} " if what else ""
-    return OutputError(str(path), f"cannot write {label}({os_problem(exc)})", space_hint(path))
+    label = what or "it"
+    return OutputError(str(path), f"cannot write {label}: {os_problem(exc)}", space_hint(path))
 
 
 def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Sequence[str]) -> None:

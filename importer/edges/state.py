@@ -467,14 +467,14 @@ def _state_write_error(path: Path, exc: Exception) -> OutputError:
         return output_error(path, exc, "the state file")
     text = str(exc)
     if "full" in text:
-        problem = "the disk is full (no space left on device)"
+        problem = "the disk is full"
     elif "readonly" in text or "read-only" in text:
         problem = "the file or its folder became read-only"
     else:
         problem = text
     return OutputError(
         str(path),
-        f"cannot write the state file ({problem}); everything committed before is kept",
+        f"cannot write the state file: {problem}; everything committed before is kept",
         space_hint(path),
     )
 

@@ -87,7 +87,9 @@ def run_job(
                         restart, workers, started, holder)  # fmt: skip
     except KeyboardInterrupt:
         # Until the event loop starts (reading the inputs, the duplicate check), Ctrl-C
-        # is a plain KeyboardInterrupt: no request has been made by this run.
+        # is a plain KeyboardInterrupt: no request has been made by this run. Another
+        # Ctrl-C must not cut the message short.
+        _hold_signals()
         if holder and holder[0].runner is not None:
             raise
         raise Interrupted(

@@ -27,7 +27,7 @@ from importer.core.outcome import Stage
 from importer.edges.transport import Transport
 from importer.engine.pacer import Answer, Pacer
 from importer.engine.tally import Tally
-from importer.errors import RedirectRefused, TransportError
+from importer.errors import OutputError, RedirectRefused, TransportError
 
 log = logging.getLogger("metrix_importer")
 
@@ -75,7 +75,11 @@ class Stop:
         """An unexpected error in a task: stop the run and re-raise it at the end."""
         if self.failure is None:
             self.failure = exc
-        self.trigger(Abort(f"the run stopped on an error ({exc})", AbortCode.ERROR))
+        if isinstance(exc, OutputError):  # a full disk: name the file, in one line
+            reason = f"the run stopped: {exc.path}: {exc.problem}"
+        else:
+            reason = f"the run stopped on an error ({exc})"
+        self.trigger(Abort(reason, AbortCode.ERROR))
 
 
 @dataclass(frozen=True)
