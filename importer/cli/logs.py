@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from importer.core.delivery import mask
+from importer.edges.outputs import output_error
 
 
 class MaskingFilter(logging.Filter):
@@ -60,8 +62,14 @@ def setup_logging(
     stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     stderr.addFilter(masking)
     root.addHandler(stderr)
+    # A log line that cannot be written (a full disk under --log-file) must not print
+    # a traceback in the middle of a run; the run's own outputs report a full disk.
+    logging.raiseExceptions = False
     if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            raise output_error(Path(log_file), exc, "the log file") from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler.addFilter(masking)
         root.addHandler(handler)

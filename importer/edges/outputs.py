@@ -32,19 +32,26 @@ def os_problem(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def space_hint(path: Path) -> str:
-    """What to do when ``path`` cannot be written."""
+def space_hint(path: Path, error: int | None = errno.ENOSPC) -> str:
+    """What to do when ``path`` cannot be written (for the OSError number ``error``)."""
     folder = path.parent.resolve() if path.parent != Path("") else Path.cwd()
-    return (
-        f"Free some space on the disk holding {folder} (or make the folder writable), "
-        "or give another path for this output."
-    )
+    if error in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"Free some space on the disk holding {folder}"
+    elif error in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"Make {folder} writable for this user"
+    elif error == errno.ENOENT:
+        fix = f"Create the folder {path.parent}"
+    else:
+        return "Give another path for this output."
+    return f"{fix}, or give another path for this output."
 
 
 def output_error(path: Path, exc: OSError, what: str = "") -> OutputError:
     """``exc`` while writing ``path``, as an error that names the path and the remedy."""
     label = what or "it"
-    return OutputError(str(path), f"cannot write {label}: {os_problem(exc)}", space_hint(path))
+    return OutputError(
+        str(path), f"cannot write {label}: {os_problem(exc)}", space_hint(path, exc.errno)
+    )
 
 
 def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Sequence[str]) -> None:

@@ -25,6 +25,7 @@ even by SIGKILL, so a stale lock never blocks the next run.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -466,16 +467,17 @@ def _state_write_error(path: Path, exc: Exception) -> OutputError:
     if isinstance(exc, OSError):
         return output_error(path, exc, "the state file")
     text = str(exc)
+    error: int | None = None
     if "full" in text:
-        problem = "the disk is full"
+        problem, error = "the disk is full", errno.ENOSPC
     elif "readonly" in text or "read-only" in text:
-        problem = "the file or its folder became read-only"
+        problem, error = "the file or its folder became read-only", errno.EROFS
     else:
         problem = text
     return OutputError(
         str(path),
         f"cannot write the state file: {problem}; everything committed before is kept",
-        space_hint(path),
+        space_hint(path, error),
     )
 
 

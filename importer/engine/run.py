@@ -278,7 +278,8 @@ class _Run:
             try:
                 self.state.finish(status, summary.as_dict())
             except OutputError as exc:
-                notes.append(f"warning: {exc}")
+                if not (isinstance(error, OutputError) and error.path == exc.path):
+                    notes.append(f"warning: {exc}")
         if self.outputs.summary_json is not None:
             try:
                 summary.write_json(self.outputs.summary_json)
@@ -383,8 +384,9 @@ def _output_advice(error: OutputError, summary: Summary, state_path: str | None)
     if state_path:
         return (
             f"{error}\n{kept} After freeing space, run the same command again: --state "
-            f"{state_path} continues where this run stopped (nothing is lost or sent twice) "
-            "and writes the complete failure file."
+            f"{state_path} continues where this run stopped, with nothing lost (a row whose "
+            "delivery was not yet recorded is sent again with the same message id, which "
+            "Metrix ignores) and writes the complete failure file."
         )
     return (
         f"{error}\n{kept} This run had no --state, so it cannot resume: after freeing "

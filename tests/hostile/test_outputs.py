@@ -200,6 +200,31 @@ def test_a_disk_that_fills_mid_run_stops_cleanly_and_the_next_run_loses_nothing(
         assert done["rows_total"] == 1200 == done["rows_valid"] + done["rows_invalid"]
 
 
+def test_a_state_file_whose_disk_fills_keeps_what_was_committed(tmp_path: Path) -> None:
+    data = tmp_path / "export.csv"
+    valid, _ = write_export(data, 8000, invalid_every=10**9)  # every row valid
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(MAPPING)
+    with small_disk(tmp_path / "disk", "300k") as disk, start_sandbox(tmp_path) as sb:
+        state = disk / "state.db"
+        args = (data, "-m", mapping, "--state", state, "--failures", tmp_path / "failures.csv",
+                "--summary-json", tmp_path / "summary.json", "--no-progress")  # fmt: skip
+        first = cli("run", *args, cwd=tmp_path, env=credentials(sb))
+        assert first.returncode == ExitCode.OUTPUT_FAILED, first.stderr
+        assert_no_traceback(first)
+        assert f"{state}: cannot write the state file: the disk is full" in first.stderr
+        stopped = summary(tmp_path)
+        # The failure CSV is on another disk: sent plus listed is the whole input.
+        assert stopped["rows_sent"] + len(failure_rows(tmp_path / "failures.csv")) == 8000
+        # The end could not be recorded either: a run nobody holds is shown as resumable.
+        assert "interrupted (resumable)" in cli("state", state).stdout
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        second = cli("run", *args, cwd=tmp_path, env=credentials(sb))
+        assert second.returncode == ExitCode.OK, second.stderr
+        assert "resuming" in second.stderr
+        assert set(stored_users(sb)) == valid
+
+
 class FullFile(io.StringIO):
     """A file on a disk with room for ``room`` characters."""
 
