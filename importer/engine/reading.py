@@ -58,18 +58,10 @@ class Reading:
             self._index, self._current = index, source
             label = item.label
             check = job.raw_checks.get(label)
-            self._mapped = MappedRecords(source.records, label, job.pool, self.skip, check)
-            row = self._row = 0
-            outcomes = mapped_outcomes(self._mapped, label)
-            while True:
-                try:
-                    outcome = next(outcomes)
-                except StopIteration:
-                    break
-                except ImporterError:
-                    raise
-                except DAMAGED as exc:
-                    raise damaged(item.path, row, exc) from None
+            records = guarded(source.records, item.path)
+            self._mapped = MappedRecords(records, label, job.pool, self.skip, check)
+            self._row = 0
+            for outcome in mapped_outcomes(self._mapped, label):
                 row = self._row = outcome.row
                 if duplicates.skip and duplicates.is_skipped(label, row):
                     yield skipped(row, outcome.cells, SkipReason.DUPLICATE, label)
@@ -102,9 +94,9 @@ class Reading:
                 if self._mapped is not None:
                     for row, cells in self._mapped.leftovers():
                         yield label, row, cells, _skip_reason(plan, label, row)
-                records: Iterator[Record] = self._current.records
+                records: Iterator[Record] = guarded(self._current.records, item.path)
             else:
-                records = self.job.open(item).records
+                records = guarded(self.job.open(item).records, item.path)
             for row, cells, _ in records:
                 yield label, row, cells, _skip_reason(plan, label, row)
 
@@ -148,6 +140,24 @@ def tracked(
         if not count & 1023:
             progress.update(count, where())
     progress.update(count)  # the input may be closed by now: no share to ask for
+
+
+def guarded(records: Iterator[Record], path: str) -> Iterator[Record]:
+    """``records``, with a file that ends early or is damaged part-way (a truncated
+    sheet) turned into a ``SourceError`` naming the last row read. Only the reader's
+    own errors: a failure of the mapping workers stays what it is."""
+    row = 0
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except ImporterError:
+            raise
+        except DAMAGED as exc:
+            raise damaged(path, row, exc) from None
+        row = record[0]
+        yield record
 
 
 def damaged(path: str, row: int, exc: BaseException) -> SourceError:
