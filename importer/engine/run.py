@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,10 @@ def run_job(
     check_run(options, mapping, duplicates=duplicates, state_path=state_path,
               allow_insecure=allow_insecure)  # fmt: skip
     holder: list[_Run] = []
+    # Before the event loop takes over signals, SIGTERM stops the run as Ctrl-C does
+    # (with a message) instead of killing it silently.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _run_job(patterns, mapping, options, outputs, retry, duplicates, state_path,
                         restart, workers, started, holder)  # fmt: skip
@@ -321,6 +326,10 @@ def pacing_summary(stats: PacingStats | None) -> dict[str, Any] | None:
         "rate_limited": stats.rate_limited,
         "overloaded": stats.overloaded,
     }
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _hold_signals() -> None:

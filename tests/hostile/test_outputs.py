@@ -13,6 +13,7 @@ import csv
 import errno
 import io
 import os
+import signal
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -397,9 +398,14 @@ def test_ctrl_c_before_the_first_request_says_nothing_was_sent(
 
     monkeypatch.setattr(Job, "duplicate_plan", interrupted)
     options = SendOptions(endpoint="http://127.0.0.1:9/", app_id="a", api_key="k")
-    with pytest.raises(Interrupted, match="this run sent nothing") as caught:
-        run_job([str(data)], load_mapping(str(mapping)), options,
-                Outputs(failures=tmp_path / "f.csv", progress=False))  # fmt: skip
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(Interrupted, match="this run sent nothing") as caught:
+            run_job([str(data)], load_mapping(str(mapping)), options,
+                    Outputs(failures=tmp_path / "f.csv", progress=False))  # fmt: skip
+    finally:  # the run ignores signals from its stop on: give pytest its own back
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     assert caught.value.exit_code == ExitCode.INTERRUPTED
 
 
@@ -411,3 +417,31 @@ def test_init_mapping_never_writes_its_draft_over_the_input(tmp_path: Path) -> N
     assert result.returncode == ExitCode.USAGE, result.stderr
     assert "is the input file" in result.stderr
     assert data.read_bytes() == before
+
+
+def test_sigterm_before_the_first_request_stops_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importer.core.config import load_mapping
+    from importer.engine.inputs import Job
+    from importer.engine.run import Outputs, run_job
+    from importer.errors import Interrupted
+
+    data = tmp_path / "export.csv"
+    write_export(data, 20)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(MAPPING)
+
+    def terminated(self: Job, policy: str, progress: bool = True) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. systemd stopping the job
+
+    monkeypatch.setattr(Job, "duplicate_plan", terminated)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        options = SendOptions(endpoint="http://127.0.0.1:9/", app_id="a", api_key="k")
+        with pytest.raises(Interrupted, match="this run sent nothing"):
+            run_job([str(data)], load_mapping(str(mapping)), options,
+                    Outputs(failures=tmp_path / "f.csv", progress=False))  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
