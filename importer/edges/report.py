@@ -18,6 +18,7 @@ from importer.errors import OutputError
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
+_LEADS = frozenset("'=+-@\t\r")
 
 
 def neutralize(cell: str) -> str:
@@ -26,6 +27,8 @@ def neutralize(cell: str) -> str:
     Cells that already start with quotes before a formula character get one more, so
     the mapping stays one-to-one and ``restore(neutralize(x)) == x`` for every text.
     """
+    if not cell or cell[0] not in _LEADS:  # the common case, without the regex
+        return cell
     return "'" + cell if _FORMULA.match(cell) else cell
 
 
