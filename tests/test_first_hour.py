@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from importer.cli.app import default_failures_path
 from importer.edges.state import StateStore, describe_state
 from importer.errors import ExitCode
@@ -24,6 +26,7 @@ def _export(path: Path, rows: int = 10, bad: int = 3) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_state_shows_the_sources_and_a_crashed_run_as_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = StateStore(path)
@@ -38,6 +41,7 @@ def test_state_shows_the_sources_and_a_crashed_run_as_interrupted(tmp_path: Path
     assert "sources: ?" not in shown
 
 
+@pytest.mark.e2e
 def test_a_missing_column_names_both_causes_and_the_files_header(tmp_path: Path) -> None:
     data = _export(tmp_path / "export.csv")
     mapping = tmp_path / "m.yaml"
@@ -50,6 +54,7 @@ def test_a_missing_column_names_both_causes_and_the_files_header(tmp_path: Path)
     assert "or the mapping names the wrong column" in result.stderr
 
 
+@pytest.mark.e2e
 def test_plan_puts_a_heading_over_the_reasons(tmp_path: Path) -> None:
     data = _export(tmp_path / "export.csv")
     mapping = tmp_path / "m.yaml"
@@ -61,6 +66,7 @@ def test_plan_puts_a_heading_over_the_reasons(tmp_path: Path) -> None:
     assert "3" in lines[heading + 1]
 
 
+@pytest.mark.e2e
 def test_a_key_on_the_command_line_is_warned_about_without_showing_it(tmp_path: Path) -> None:
     flag = cli("run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--dry-run", "--no-progress",
                "--app-id", "app", "--api-key", "s3cret-key-value", cwd=tmp_path)  # fmt: skip
@@ -81,6 +87,7 @@ def test_the_failure_file_of_a_failure_file_counts_up() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_validating_a_failure_file_writes_the_next_numbered_one(tmp_path: Path) -> None:
     data = _export(tmp_path / "export.csv")
     mapping = tmp_path / "m.yaml"

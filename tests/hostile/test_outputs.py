@@ -84,6 +84,7 @@ def small_disk(where: Path, size: str, *, read_only: bool = False) -> Iterator[P
 # --- outputs that are inputs, symlinks, unwritable folders ----------------------------
 
 
+@pytest.mark.e2e
 def test_a_failure_path_that_is_the_input_under_another_name_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "export.csv"
     write_export(data, 20)
@@ -102,6 +103,7 @@ def test_a_failure_path_that_is_the_input_under_another_name_is_refused(tmp_path
     assert_no_traceback(result)
 
 
+@pytest.mark.e2e
 def test_validate_refuses_a_failure_path_that_is_the_input(tmp_path: Path) -> None:
     data = tmp_path / "export.csv"
     write_export(data, 20)
@@ -114,6 +116,7 @@ def test_validate_refuses_a_failure_path_that_is_the_input(tmp_path: Path) -> No
     assert data.read_bytes() == before
 
 
+@pytest.mark.e2e
 def test_a_symlink_at_the_failure_path_is_replaced_never_written_through(tmp_path: Path) -> None:
     data = tmp_path / "export.csv"
     _, invalid = write_export(data, 40)
@@ -131,6 +134,7 @@ def test_a_symlink_at_the_failure_path_is_replaced_never_written_through(tmp_pat
     assert {row["id"] for row in failure_rows(failures)} == invalid
 
 
+@pytest.mark.e2e
 def test_an_unwritable_failure_folder_stops_the_run_before_the_first_request(
     tmp_path: Path,
 ) -> None:
@@ -163,6 +167,7 @@ def _same(path: Path) -> Iterator[Path]:
 # --- a disk that fills up mid-run -------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_disk_that_fills_mid_run_stops_cleanly_and_the_next_run_loses_nothing(
     tmp_path: Path,
 ) -> None:
@@ -201,6 +206,7 @@ def test_a_disk_that_fills_mid_run_stops_cleanly_and_the_next_run_loses_nothing(
         assert done["rows_total"] == 1200 == done["rows_valid"] + done["rows_invalid"]
 
 
+@pytest.mark.e2e
 def test_a_state_file_whose_disk_fills_keeps_what_was_committed(tmp_path: Path) -> None:
     data = tmp_path / "export.csv"
     valid, _ = write_export(data, 8000, invalid_every=10**9)  # every row valid
@@ -287,6 +293,7 @@ def test_a_disk_that_fills_mid_run_in_process(tmp_path: Path) -> None:
 # --- the accounting promise on every exit -------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_an_aborted_run_keeps_both_summary_identities_and_lists_every_row(
     tmp_path: Path,
 ) -> None:
@@ -358,6 +365,7 @@ def _truncated_workbook(path: Path, rows: int) -> None:
             out.writestr(info, content)
 
 
+@pytest.mark.e2e
 def test_a_truncated_sheet_read_while_sending_ends_with_a_message_and_a_summary(
     tmp_path: Path,
 ) -> None:
@@ -409,6 +417,7 @@ def test_ctrl_c_before_the_first_request_says_nothing_was_sent(
     assert caught.value.exit_code == ExitCode.INTERRUPTED
 
 
+@pytest.mark.e2e
 def test_init_mapping_never_writes_its_draft_over_the_input(tmp_path: Path) -> None:
     data = tmp_path / "export.csv"
     write_export(data, 20)
