@@ -366,7 +366,7 @@ def _truncated_workbook(path: Path, rows: int) -> None:
 
 
 @pytest.mark.e2e
-def test_a_truncated_sheet_read_while_sending_ends_with_a_message_and_a_summary(
+def test_a_truncated_sheet_read_while_sending_is_accounted_for(
     tmp_path: Path,
 ) -> None:
     book = tmp_path / "export.xlsx"
@@ -380,12 +380,34 @@ def test_a_truncated_sheet_read_while_sending_ends_with_a_message_and_a_summary(
         result = cli("run", book, "-m", mapping, "--duplicates", "all", "--no-progress",
                      "--failures", tmp_path / "failures.csv", "--summary-json",
                      tmp_path / "summary.json", cwd=tmp_path, env=env)  # fmt: skip
-        assert result.returncode == ExitCode.INPUT_UNREADABLE, result.stderr
+        # The reader turns the cut into one failure row "from here on"; the rows before
+        # it were sent, and the summary accounts for both.
+        assert result.returncode == ExitCode.ROWS_FAILED, result.stderr
         assert_no_traceback(result)
-        assert "truncated or damaged" in result.stderr
         data = summary(tmp_path)
         assert 0 < data["rows_sent"] == len(stored_ids(sb))
-        assert "truncated" in data["aborted"]
+        listed = failure_rows(tmp_path / "failures.csv")
+        assert len(listed) == data["rows_failed"] == 1
+        assert "cut short" in listed[0]["_error"]
+
+
+def test_a_reader_error_part_way_becomes_exit_3_naming_the_last_row() -> None:
+    from xml.etree.ElementTree import ParseError
+
+    from importer.engine.reading import guarded
+    from importer.errors import SourceError
+
+    def records() -> Iterator[tuple[int, list[str], str | None]]:
+        for row in (1, 2, 3):
+            yield row, [str(row)], None
+        raise ParseError("unclosed token: line 1, column 12345")
+
+    read: list[int] = []
+    with pytest.raises(SourceError, match="after data row 3: it is truncated or damaged") as err:
+        for row, _, _ in guarded(records(), "export.xlsx"):
+            read.append(row)
+    assert read == [1, 2, 3]
+    assert err.value.exit_code == ExitCode.INPUT_UNREADABLE
 
 
 def test_ctrl_c_before_the_first_request_says_nothing_was_sent(
