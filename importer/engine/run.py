@@ -47,7 +47,10 @@ class Outputs:
 
     def named(self, state_path: str | None = None) -> list[tuple[str, Path]]:
         """(option, path) of every file the run writes, for ``check_outputs``."""
-        named = [("--failures", self.failures), ("the warnings file", warnings_path(self.failures))]
+        named = [
+            ("--failures", self.failures),
+            ("the warnings file", warnings_path(self.failures)),
+        ]
         if self.summary_json is not None:
             named.append(("--summary-json", self.summary_json))
         if state_path:

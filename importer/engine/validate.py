@@ -28,7 +28,7 @@ def validate_job(
     by the caller) is only checked here, with the failure path, before reading."""
     started = time.monotonic()
     inputs = expand_inputs([source], mapping)
-    named = [("--failures", failures_path)]
+    named = [("--failures", failures_path), ("the warnings file", warnings_path(failures_path))]
     if summary_json is not None:
         named.append(("--summary-json", summary_json))
     check_outputs(named, sorted({item.path for item in inputs}))
