@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,7 +67,9 @@ def cli_measured(
     Linux hands to every child at fork and keeps across exec."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
     full_env.update(env or {})
-    out, err = cwd / "child.stdout", cwd / "child.stderr"
+    # Captured outside ``cwd``: a test may run the command in a folder it must not litter.
+    capture = Path(tempfile.mkdtemp(prefix="metrix-cli-"))
+    out, err = capture / "child.stdout", capture / "child.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "importer", *map(str, args)],
@@ -86,7 +90,9 @@ def cli_measured(
             )
         time.sleep(0.02)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(process.returncode, out.read_text(), err.read_text(), peak_kb / 1024)
+    result = Measured(process.returncode, out.read_text(), err.read_text(), peak_kb / 1024)
+    shutil.rmtree(capture, ignore_errors=True)
+    return result
 
 
 def _high_water_kb(pid: int) -> int:
