@@ -127,6 +127,14 @@ def configure(mapping_path: str, **overrides: Any) -> Mapping:
     )
 
 
+def report_option(command: F) -> F:
+    """--report, shared by validate and run."""
+    return click.option(
+        "--report", type=click.Path(dir_okay=False),
+        help="Write a self-contained HTML report (counts, charts, reasons, the mapping).",
+    )(command)  # fmt: skip
+
+
 _FAILURE_NAME = re.compile(r"^(?P<base>.+)\.failures(?:-(?P<number>\d+))?\.csv$")
 
 

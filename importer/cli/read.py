@@ -14,6 +14,7 @@ from importer.cli.app import (
     default_failures_path,
     friendly_errors,
     main,
+    report_option,
     source_options,
     workers_option,
 )
@@ -29,6 +30,7 @@ from importer.errors import ExitCode
     help="Where to write failed rows (default: <file>.failures.csv here).",
 )
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the summary as JSON.")
+@report_option
 @workers_option
 @friendly_errors
 def validate(
@@ -36,11 +38,13 @@ def validate(
     mapping_path: str,
     failures: str | None,
     summary_json: str | None,
+    report: str | None,
     workers: int | None,
     **reader: Any,
 ) -> None:
     """Read and map every row of SOURCE without sending anything."""
     from importer.cli.logs import setup_logging
+    from importer.engine.reporting import save_report
     from importer.engine.validate import validate_job
 
     setup_logging(False, None, "", progress_bar=True, phase_lines=True)
@@ -54,6 +58,8 @@ def validate(
     click.echo(summary.render())
     if summary_json:
         summary.write_json(summary_json)
+    if report:
+        save_report(Path(report), summary, mapping, described)
     sys.exit(int(ExitCode.ROWS_FAILED if summary.rows_invalid else ExitCode.OK))
 
 

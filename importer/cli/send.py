@@ -96,6 +96,9 @@ def run_output_options(command: F) -> F:
                      help="Where to write failed rows (default: <file>.failures.csv here)."),
         click.option("--summary-json", type=click.Path(dir_okay=False),
                      help="Write the summary as JSON."),
+        click.option("--report", type=click.Path(dir_okay=False),
+                     help="Write a self-contained HTML report (counts, charts, reasons, "
+                          "the mapping)."),
         click.option("--no-progress", is_flag=True,
                      help="No progress bar and no progress log lines."),
         click.option("--dry-run", is_flag=True, help="Do everything but send."),
@@ -138,6 +141,7 @@ def run(
     restart: bool,
     failures: str | None,
     summary_json: str | None,
+    report: str | None,
     no_progress: bool,
     dry_run: bool,
     log_file: str | None,
@@ -174,6 +178,7 @@ def run(
         summary_json=Path(summary_json) if summary_json else None,
         progress=not no_progress,
         progress_interval=progress_interval,
+        report=Path(report) if report else None,
     )
     result = run_job(
         sources, configure(mapping_path, **reader), options, outputs,

@@ -6,6 +6,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ class Snapshot:
     retrying: int
     fraction: float | None  # share of the input read, when known
     pacing: Pacing | None = None  # --concurrency auto: what the limiter found
+    retries: int = 0  # retries so far
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,57 @@ class NoProgress:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A snapshot in a time series (the report's throughput and retries charts)."""
+
+    seconds: float  # since the run started
+    done: int
+    sent: int
+    failed: int
+    retries: int
+
+
+class Timeline:
+    """Passes every snapshot on to ``inner`` and keeps a time series of them, thinned to
+    at most ``limit`` samples however long the run; ``listener`` sees each sample too."""
+
+    def __init__(
+        self,
+        inner: Progress,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = 720,
+        listener: Callable[[Snapshot, Sample], None] | None = None,
+    ) -> None:
+        self.inner = inner
+        self._clock = clock
+        self._started = clock()
+        self.samples: list[Sample] = [Sample(0.0, 0, 0, 0, 0)]
+        self._limit = max(limit, 4)
+        self._every = 0.0  # seconds between kept samples; doubles as the run goes on
+        self._listener = listener
+
+    def update(self, snapshot: Snapshot) -> None:
+        self.inner.update(snapshot)
+        sample = Sample(
+            self._clock() - self._started, snapshot.done, snapshot.sent, snapshot.failed,
+            snapshot.retries,
+        )  # fmt: skip
+        if self._listener is not None:
+            self._listener(snapshot, sample)
+        if self.samples and sample.seconds - self.samples[-1].seconds < self._every:
+            self.samples[-1] = sample  # the newest counts, at the thinned pace
+            return
+        self.samples.append(sample)
+        if len(self.samples) > self._limit:
+            self.samples = self.samples[::2] + ([sample] if len(self.samples) % 2 == 0 else [])
+            self._every = max(self._every * 2, sample.seconds / self._limit)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class BarProgress:

@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,14 @@ from importer.core.config import Mapping
 from importer.core.pacing import PacingStats
 from importer.edges.duplicates import DuplicatePlan
 from importer.edges.outputs import check_outputs
-from importer.edges.progress import Progress, choose_progress
+from importer.edges.progress import Progress, Sample, Snapshot, Timeline, choose_progress
 from importer.edges.report import Summary, warnings_path
 from importer.edges.state import StateStore, input_fingerprint
 from importer.edges.transport import HttpTransport
 from importer.engine.inputs import Input, Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
 from importer.engine.reading import Reading
+from importer.engine.reporting import save_report
 from importer.engine.runner import Runner, SendOptions, install_signal_handlers
 from importer.engine.sending import Abort, AbortCode, RetryPolicy
 from importer.engine.tally import Tally
@@ -44,6 +45,8 @@ class Outputs:
     summary_json: Path | None = None
     progress: bool = True
     progress_interval: float = 10.0
+    report: Path | None = None  # the HTML run report
+    watch: Callable[[Snapshot, Sample], None] | None = None  # sees every progress tick
 
     def named(self, state_path: str | None = None) -> list[tuple[str, Path]]:
         """(option, path) of every file the run writes, for ``check_outputs``."""
@@ -53,6 +56,8 @@ class Outputs:
         ]
         if self.summary_json is not None:
             named.append(("--summary-json", self.summary_json))
+        if self.report is not None:
+            named.append(("--report", self.report))
         if state_path:
             named.append(("--state", Path(state_path)))
         return named
@@ -182,8 +187,10 @@ class _Run:
         listed = job.failure_writer(warnings_path(outputs.failures))
         tally = Tally(summary, failures, state, listed)
         notes = self._resume(tally)
-        progress = choose_progress(outputs.progress, plan.rows or None, log,
-                                   outputs.progress_interval)  # fmt: skip
+        progress = Timeline(
+            choose_progress(outputs.progress, plan.rows or None, log, outputs.progress_interval),
+            listener=outputs.watch,
+        )
         # Before a resume nothing is done: no per-row look-up at all.
         skip = state.is_done if state is not None and state.has_done else None
         reading = job.reading(skip, plan)
@@ -218,6 +225,8 @@ class _Run:
             summary.failures_path = str(outputs.failures) if failures.count else None
         summary.warnings_path = str(listed.path) if listed.count else None
         notes += self._conclude(summary, runner, plan, started, error)
+        if outputs.report is not None and error is None:
+            save_report(outputs.report, summary, job.mapping, job.descriptions, progress.samples)
         abort = runner.abort
         code = exit_code(summary, abort) if error is None else error.exit_code
         return JobResult(summary, code, advice(abort, summary, job.mapping, error, runner,

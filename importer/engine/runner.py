@@ -127,6 +127,7 @@ class Runner:
             retrying=0 if self.sender is None else self.sender.stats.retrying,
             fraction=fraction,
             pacing=self.pacing(),
+            retries=0 if self.sender is None else self.sender.stats.retries,
         )
 
     def pacing(self) -> Pacing | None:
