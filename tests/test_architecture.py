@@ -7,6 +7,8 @@ Rules, by folder (see README, Design):
 - ``edges``: may use the core, never ``engine``, ``cli`` or ``sandbox``.
 - ``engine``: may use core and edges, never ``cli`` or ``sandbox``.
 - ``sandbox``: a second program; only ``importer.errors`` and itself.
+- ``ui``: the web page; never ``cli`` or ``sandbox`` (it starts the sandbox as a
+  process), and only ``ui/engine_bridge.py`` calls into ``engine`` and ``edges``.
 - ``errors``: imports nothing of the importer.
 
 A new module is checked by where it sits, with no list to keep up to date.
@@ -30,10 +32,14 @@ IMPURE_STDLIB = {
 CORE_THIRD_PARTY = {"yaml", "phonenumbers"}
 
 FORBIDDEN_INTERNAL = {
-    "core": ("importer.engine", "importer.edges", "importer.cli", "importer.sandbox"),
-    "edges": ("importer.engine", "importer.cli", "importer.sandbox"),
-    "engine": ("importer.cli", "importer.sandbox"),
-}
+    "core": ("importer.engine", "importer.edges", "importer.cli", "importer.sandbox",
+             "importer.ui"),
+    "edges": ("importer.engine", "importer.cli", "importer.sandbox", "importer.ui"),
+    "engine": ("importer.cli", "importer.sandbox", "importer.ui"),
+    "ui": ("importer.cli", "importer.sandbox"),
+}  # fmt: skip
+# The page's one door into the engine: adapting to an engine change happens there.
+UI_BRIDGE = "importer/ui/engine_bridge.py"
 
 
 def imports_of(path: Path) -> set[str]:
@@ -63,6 +69,10 @@ def _core_may_import(name: str) -> bool:
     return top in sys.stdlib_module_names and top not in IMPURE_STDLIB
 
 
+def _behind_bridge(name: str) -> bool:
+    return _within(name, "importer.engine") or _within(name, "importer.edges")
+
+
 def violations(package: Path) -> list[str]:
     """Every import in ``package`` that breaks the folder rules, as readable lines."""
     found: set[str] = set()
@@ -81,6 +91,8 @@ def violations(package: Path) -> list[str]:
                     found.add(f"{where}: the sandbox imports {name}")
             elif layer == "errors" and top == "importer":
                 found.add(f"{where}: errors imports {name}")
+            elif layer == "ui" and where != UI_BRIDGE and _behind_bridge(name):
+                found.add(f"{where}: the page imports {name} (only {UI_BRIDGE} may)")
             for prefix in FORBIDDEN_INTERNAL.get(layer, ()):
                 if _within(name, prefix):
                     found.add(f"{where}: {layer} imports {name}")
@@ -92,7 +104,7 @@ def test_the_package_follows_its_folders() -> None:
 
 
 def test_every_module_sits_in_a_known_folder() -> None:
-    layers = {"core", "engine", "edges", "cli", "sandbox"}
+    layers = {"core", "engine", "edges", "cli", "sandbox", "ui"}
     top_modules = {"__init__", "__main__", "errors", "demo"}
     for path in PACKAGE.rglob("*.py"):
         relative = path.relative_to(PACKAGE)
@@ -109,10 +121,13 @@ def test_the_check_notices_planted_violations(tmp_path: Path) -> None:
     (planted / "edges" / "planted_up.py").write_text("from importer.engine import job\n")
     (planted / "sandbox" / "planted.py").write_text("from importer.core import config\n")
     (planted / "core" / "planted_pkg.py").write_text("from importer import edges\n")
+    (planted / "ui" / "planted.py").write_text("from importer.engine import job\n")
     assert violations(planted) == [
         "importer/core/planted_io.py: core imports aiohttp",
         "importer/core/planted_io.py: core imports sqlite3",
         "importer/core/planted_pkg.py: core imports importer.edges",
         "importer/edges/planted_up.py: edges imports importer.engine",
         "importer/sandbox/planted.py: the sandbox imports importer.core",
+        "importer/ui/planted.py: the page imports importer.engine (only "
+        "importer/ui/engine_bridge.py may)",
     ]

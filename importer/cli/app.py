@@ -150,17 +150,22 @@ def default_failures_path(source_path: str) -> Path:
 
 
 class _Commands(click.Group):
-    """The group; the sandbox, a program of its own that loads aiohttp's server, is
-    imported only when it is asked for (or listed), so every other command starts fast."""
+    """The group; the sandbox and the page, programs of their own that load aiohttp's
+    server, are imported only when asked for (or listed), so every other command starts
+    fast."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), "sandbox"])
+        return sorted([*super().list_commands(ctx), "sandbox", "ui"])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name == "sandbox":
             from importer.sandbox.cli import sandbox
 
             return sandbox
+        if cmd_name == "ui":  # the page, also a program of its own
+            from importer.ui.cli import ui
+
+            return ui
         return super().get_command(ctx, cmd_name)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from importer.core.config import Mapping
@@ -22,10 +23,12 @@ def validate_job(
     failures_path: Path,
     workers: int | None,
     summary_json: Path | None = None,
+    progress: Callable[[int, float | None], None] | None = None,
 ) -> tuple[Summary, list[str]]:
     """Read and map every row without sending; failures go to ``failures_path``.
     Returns the summary and a description of each input read. ``summary_json`` (written
-    by the caller) is only checked here, with the failure path, before reading."""
+    by the caller) is only checked here, with the failure path, before reading.
+    ``progress`` hears the rows read so far (and the share of the input) now and then."""
     started = time.monotonic()
     inputs = expand_inputs([source], mapping)
     named = [("--failures", failures_path), ("the warnings file", warnings_path(failures_path))]
@@ -43,11 +46,13 @@ def validate_job(
     shown = PhaseProgress("validating")
     try:
         admit = tally.admit
-        for outcome in tracked(reading, shown, reading.overall):
+        for read, outcome in enumerate(tracked(reading, shown, reading.overall), start=1):
             if admit(outcome) is not None:
                 valid += 1
             if tally.output_error is not None:
                 raise tally.output_error
+            if progress is not None and read % 4096 == 0:
+                progress(read, reading.fraction())
         # Before close: the pool holds the warnings of the rows it mapped.
         summary.warnings.update(job.warnings())
     finally:
