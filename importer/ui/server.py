@@ -304,6 +304,7 @@ def serve(config: UiConfig, out: TextIO) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((config.host, config.port))
+        sock.listen(128)  # before the URL is printed: a client may connect at once
     except OSError as exc:
         ws.close()
         raise bridge.ImporterError(
@@ -324,7 +325,8 @@ def serve(config: UiConfig, out: TextIO) -> None:
         shown = "127.0.0.1"
     url = f"http://{shown}:{port}/?token={token}"
     print(f"metrix-import ui: open {url}", file=out, flush=True)
-    print("(Ctrl-C stops the page; a running import stops the Ctrl-C way first)", file=out,
+    print(f"uploads and working files: {ws.private} (private, removed on exit)", file=out)
+    print("Ctrl-C stops the page; a running import stops the Ctrl-C way first.", file=out,
           flush=True)  # fmt: skip
     if config.open_browser:
         with contextlib.suppress(Exception):
