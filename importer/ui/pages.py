@@ -88,8 +88,8 @@ def _open_section(ws: Workspace) -> str:
             for v, n in delimiters
         )
         parts.append(
-            f'<p class="detected">Opened <bdi dir="auto" id="file-name">{h(table.name)}</bdi>: '
-            f'<span dir="auto">{h(table.description)}</span>; header on row {s.header_row}; '
+            f'<p class="detected">Opened <span dir="auto" id="file-name">{h(table.description)}'
+            f"</span>; header on row {s.header_row}; "
             f'<span id="row-count">{h(rows)}</span> data rows.</p>'
             '<form method="post" action="/settings" class="settings">'
             f'<label>encoding <input name="encoding" value="{h(s.encoding)}" size="12"></label> '
@@ -213,8 +213,10 @@ def _validation_bar(ws: Workspace) -> str:
         text, value = "Checking every row of the file…", 0.0
     else:
         text, value = "", 0.0
+    state = ws.validation.status.get("state", "") if ws.validation is not None else ""
     return (
-        f'<div id="validation" class="bar"><progress id="validation-progress" max="1" '
+        f'<div id="validation" class="bar" data-state="{h(state)}">'
+        '<progress id="validation-progress" max="1" '
         f'value="{value}"></progress> <span id="validation-text" dir="auto">{h(text)}</span>'
         "</div>"
     )
@@ -285,7 +287,8 @@ def _run_section(ws: Workspace) -> str:
     progress = ""
     if live is not None:
         progress = (
-            '<div id="run-live" class="bar"><progress id="run-progress" max="1" value="0">'
+            f'<div id="run-live" class="bar" data-state="{h(live["state"])}">'
+            '<progress id="run-progress" max="1" value="0">'
             '</progress> <span id="run-text"></span>'
             + ('<form method="post" action="/run/stop" class="inline">'
                '<button type="submit" id="stop">Stop</button></form>' if running else "")

@@ -28,6 +28,7 @@ REPORT_CSP = (
 )
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 WORKSPACE: web.AppKey[Workspace] = web.AppKey("workspace", Workspace)
+CLOSING: web.AppKey[asyncio.Event] = web.AppKey("closing", asyncio.Event)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class UiConfig:
 def make_app(ws: Workspace, guard: Guard) -> web.Application:
     app = web.Application(middlewares=[guard.middleware], client_max_size=1024**2)
     app[WORKSPACE] = ws
+    app[CLOSING] = asyncio.Event()
+
+    async def closing(app: web.Application) -> None:
+        app[CLOSING].set()  # open event streams end, so shutdown need not wait for them
+
+    app.on_shutdown.append(closing)
     app.on_response_prepare.append(secure_headers)
     app.add_routes([
         web.get("/", index),
@@ -289,11 +296,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     ws = _ws(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
+    closing = request.app[CLOSING]
     with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-        while True:
+        while not closing.is_set():
             data = json.dumps(ws.live(), ensure_ascii=False)
             await response.write(f"data: {data}\n\n".encode())
-            await asyncio.sleep(0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), 0.5)
     return response
 
 

@@ -36,7 +36,9 @@ function duration(s) {
   return (s / 3600).toFixed(1) + " h";
 }
 
-let shown = {};
+// The state each part had when the server drew the page: when the events say it has
+// changed since (a check that finished, an import that ended), the page is drawn again.
+const shown = {};
 
 function onStatus(data) {
   const v = data.validation;
@@ -46,8 +48,7 @@ function onStatus(data) {
       bar.value = v.fraction || 0;
       text.textContent = "Checking every row of the file… " + number(v.rows) + " rows so far";
     }
-    if (shown.validation === "running" && v.state !== "running") location.reload();
-    shown.validation = v.state;
+    if (shown.validation !== undefined && v.state !== shown.validation) location.reload();
   }
   const r = data.run;
   if (r) {
@@ -62,13 +63,15 @@ function onStatus(data) {
       if (r.state === "done") line += " · finished";
       text.textContent = line;
     }
-    if (shown.run === "running" && r.state !== "running") location.reload();
-    shown.run = r.state;
+    if (shown.run !== undefined && r.state !== shown.run) location.reload();
   }
 }
 
 function setupEvents() {
-  if (!byId("validation") && !byId("run-live")) return;
+  const validation = byId("validation"), run = byId("run-live");
+  if (!validation && !run) return;
+  if (validation && validation.dataset.state) shown.validation = validation.dataset.state;
+  if (run && run.dataset.state) shown.run = run.dataset.state;
   const source = new EventSource("/events");
   source.onmessage = (e) => onStatus(JSON.parse(e.data));
 }
