@@ -31,6 +31,7 @@ from importer.core.messages import MappedRow, RowMapper, encode_body
 from importer.edges.html_report import CSS_HASH, failures_by_column
 from importer.edges.progress import Sample, Snapshot
 from importer.edges.readers import list_sheets, open_source
+from importer.edges.state import describe_state
 from importer.edges.transport import check_endpoint
 from importer.engine.pipeline import run_start_millis, sample_rows
 from importer.errors import ImporterError
@@ -45,6 +46,7 @@ __all__ = [
     "Task",
     "check_endpoint",
     "check_sample",
+    "describe_state",
     "draft",
     "failures_by_column",
     "open_table",

@@ -307,8 +307,25 @@ def _run_section(ws: Workspace) -> str:
         f'placeholder="{h(creds.masked)}"><br>'
         '<p class="warn">Importing users can start Metrix automation campaigns aimed at them '
         "(welcome messages, SMS, push). Check the app's active campaigns first.</p>"
+        '<label><input type="checkbox" name="restart" id="restart"> start over: abandon an '
+        "unfinished import of this file instead of resuming it</label><br>"
         f'<button type="submit" id="start"{disabled}>Start the import</button></form>'
-        f"{progress}</section>"
+        f"{progress}{_earlier(ws)}</section>"
+    )
+
+
+def _earlier(ws: Workspace) -> str:
+    runs = ws.earlier_runs()
+    if not runs:
+        return ""
+    items = "".join(
+        f'<h4 dir="auto">{h(name)}</h4><pre dir="auto">{h(text)}</pre>' for name, text in runs
+    )
+    return (
+        f'<details id="earlier"><summary>Imports kept in {h(ws.runs_dir)} '
+        f"({len(runs)})</summary><p>Every import keeps a state file: open the same file with "
+        "the same mapping and start the import again, and an unfinished one resumes where it "
+        f"stopped; a finished one sends the file again.</p>{items}</details>"
     )
 
 

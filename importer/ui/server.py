@@ -246,7 +246,9 @@ async def start_run(request: web.Request) -> web.StreamResponse:
     key = str(form.get("api_key") or "").strip()
     if key:
         creds.api_key = key
-    await _attempt(ws, lambda: ws.start_run("sandbox" if target == "sandbox" else "metrix"))
+    where = "sandbox" if target == "sandbox" else "metrix"
+    restart = form.get("restart") == "on"
+    await _attempt(ws, lambda: ws.start_run(where, restart))
     return _back("run")
 
 

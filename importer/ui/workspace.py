@@ -155,6 +155,16 @@ class Workspace:
             api_key=key, restart=restart,
         )  # fmt: skip
 
+    def earlier_runs(self) -> list[tuple[str, str]]:
+        """Imports kept in the runs folder (this page's or an earlier one's): their state."""
+        found = []
+        for state in sorted(self.runs_dir.glob("*/state.db")):
+            try:
+                found.append((state.parent.name, bridge.describe_state(state)))
+            except bridge.ImporterError as exc:
+                found.append((state.parent.name, str(exc)))
+        return found
+
     def ensure_sandbox(self) -> None:
         """The project's own sandbox, started on the first import that needs it."""
         if self.sandbox is not None and self.sandbox.poll() is None:
