@@ -49,7 +49,9 @@ class Choice:
     type: str = "string"  # custom type
     format: str = ""  # date format, or phone_format for phoneNumber
     extra: dict[str, Any] = field(default_factory=dict)  # other spec keys, kept as loaded
+    region: str = ""  # the phone numbers' country, for phoneNumber
     loaded_as: str = ""  # the target it was loaded with (extra belongs to that one)
+    order: int = 1 << 30  # position in the loaded file (message keys follow it)
     comment: str = ""
     check: str = ""
 
@@ -105,6 +107,7 @@ def from_yaml(
         raw = {}
     comments = _comments(text, checks or {})
     choices = {name: Choice(name) for name in header}
+    loaded: list[str] = []
     others: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     rest = {k: v for k, v in raw.items() if k not in (USER_ID, TIME, *_SECTIONS)}
 
@@ -114,10 +117,13 @@ def from_yaml(
         if choice is None or choice.target != IGNORE:
             return False
         choice.target, choice.loaded_as, choice.key = target, target, key
+        choice.order = len(loaded)
+        loaded.append(column or "")
         choice.comment, choice.check = comments.get(path, ("", ""))
         choice.type = str(extra.pop("type", "string"))
         if target == "field:phoneNumber":
             choice.format = str(extra.pop("phone_format", "keep"))
+            choice.region = str(extra.pop("region", ""))
         elif "format" in extra and isinstance(extra["format"], str):
             choice.format = extra.pop("format")
         choice.extra = extra
@@ -165,7 +171,10 @@ def to_yaml(doc: MappingDoc, header_row: int, reader: dict[str, Any] | None = No
         TIME: [],
         **{s: [] for s in _SECTIONS},
     }
-    for choice in doc.columns:
+    # Message keys follow the mapping's order (and so do message ids): keep the loaded
+    # order, and put new entries after it in the file's column order.
+    ordered = sorted(enumerate(doc.columns), key=lambda pair: (pair[1].order, pair[0]))
+    for _, choice in ordered:
         if choice.target == IGNORE:
             continue
         section = choice.path.split(".", 1)[0]
@@ -205,6 +214,8 @@ def _spec(choice: Choice) -> Any:
         spec["type"] = choice.type
     if choice.is_phone and choice.format:
         spec["phone_format"] = choice.format
+    if choice.is_phone and choice.region:
+        spec["region"] = choice.region
     elif choice.takes_format and choice.format:
         spec["format"] = choice.format
     if choice.target == choice.loaded_as:

@@ -184,7 +184,11 @@ def _target_controls(index: int, choice: Choice) -> str:
             f"<option{' selected' if f == choice.format else ''}>{f}</option>"
             for f in PHONE_FORMATS
         )
-        out.append(f'<label>phone format <select name="format_{index}">{formats}</select></label>')
+        out.append(
+            f'<label>phone format <select name="format_{index}">{formats}</select></label>'
+            f'<label>country <input name="region_{index}" value="{h(choice.region)}" size="3" '
+            'placeholder="IR"></label>'
+        )
     elif choice.takes_format:
         out.append(
             f'<label>format <input name="format_{index}" value="{h(choice.format)}" '

@@ -174,7 +174,7 @@ async def mapping(request: web.Request) -> web.StreamResponse:
         return _back("open")
     for index, choice in enumerate(doc.columns):
         changes = {}
-        for name in ("target", "key", "type", "format"):
+        for name in ("target", "key", "type", "format", "region"):
             value = form.get(f"{name}_{index}")
             if value is not None and str(value) != getattr(choice, name):
                 changes[name] = str(value).strip()
