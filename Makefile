@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: run install test test-fast lint bench clean
+.PHONY: run install test test-fast lint bench screenshot clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "metrix-importer needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -41,6 +41,10 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/run.py
+
+# The README's picture of the page, taken by the browser test of the whole flow.
+screenshot: $(VENV)/.dev-installed
+	METRIX_UPDATE_SCREENSHOT=1 $(PY) -m pytest -q tests/test_ui_browser.py -k whole_flow
 
 clean:
 	rm -rf $(VENV) bench .pytest_cache .mypy_cache .ruff_cache
