@@ -205,12 +205,14 @@ def _by_column(reasons: dict[str, int]) -> dict[str, int]:
 
 def _validation_bar(ws: Workspace) -> str:
     summary = ws.validation_summary()
+    link = ""
     if summary is not None:
         text = (
             f"Whole file checked: {summary['rows_total']:,} rows, "
             f"{summary['rows_valid']:,} valid, {summary['rows_invalid']:,} invalid."
         )
         value = 1.0
+        link = ' <a href="/validation/report" target="_blank" id="validation-report">report</a>'
     elif ws.validation is not None and ws.validation.status.get("state") == "error":
         text, value = "Checking the whole file failed: " + ws.validation.status["error"], 0.0
     elif ws.validation is not None:
@@ -222,7 +224,7 @@ def _validation_bar(ws: Workspace) -> str:
         f'<div id="validation" class="bar" data-state="{h(state)}">'
         '<progress id="validation-progress" max="1" '
         f'value="{value}"></progress> <span id="validation-text" dir="auto">{h(text)}</span>'
-        "</div>"
+        f"{link}</div>"
     )
 
 

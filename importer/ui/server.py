@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import socket
+import sys
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from aiohttp import BodyPartReader, web
 from importer.ui import engine_bridge as bridge
 from importer.ui import pages
 from importer.ui.mapping_doc import edit
-from importer.ui.security import Guard, new_token, secure_headers
+from importer.ui.security import Guard, Handler, new_token, secure_headers
 from importer.ui.workspace import Workspace
 
 REPORT_CSP = (
@@ -41,8 +43,27 @@ class UiConfig:
     runs_dir: Path = Path("metrix-import-runs")
 
 
+@web.middleware
+async def friendly_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bug shows as a short message, never a traceback (METRIX_DEBUG=1 shows it)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        if os.environ.get("METRIX_DEBUG"):
+            raise
+        text = (
+            f"internal error ({type(exc).__name__}: {exc}). This is a bug in metrix-importer; "
+            "run `metrix-import ui` again with METRIX_DEBUG=1 to see the details and please "
+            "report them.\n"
+        )
+        print(f"error: {text}", file=sys.stderr, end="")
+        return web.Response(status=500, text=text, content_type="text/plain")
+
+
 def make_app(ws: Workspace, guard: Guard) -> web.Application:
-    app = web.Application(middlewares=[guard.middleware], client_max_size=1024**2)
+    app = web.Application(middlewares=[guard.middleware, friendly_errors], client_max_size=1024**2)
     app[WORKSPACE] = ws
     app[CLOSING] = asyncio.Event()
 
@@ -62,6 +83,7 @@ def make_app(ws: Workspace, guard: Guard) -> web.Application:
         web.post("/run", start_run),
         web.post("/run/stop", stop_run),
         web.get("/run/report", report),
+        web.get("/validation/report", validation_report),
         web.get("/run/failures.csv", failures),
         web.get("/events", events),
         web.get("/api/status", status),
@@ -130,9 +152,9 @@ async def open_file(request: web.Request) -> web.StreamResponse:
 
 async def _save_upload(ws: Workspace, part: BodyPartReader) -> tuple[Path, str] | None:
     """Stream an upload into the private folder; None when it is over the limit."""
-    name = Path(part.filename or "upload").name or "upload"
+    name = Path(part.filename or "upload").name
     folder = ws.new_folder("upload")
-    target = folder / re.sub(r"[^\w.\-]+", "_", name)
+    target = folder / (re.sub(r"[^\w.\-]+", "_", name).lstrip(".") or "upload")
     size = 0
     with open(target, "wb") as out:
         while chunk := await part.read_chunk(1024 * 1024):
@@ -263,14 +285,24 @@ async def report(request: web.Request) -> web.StreamResponse:
     ws = _ws(request)
     if ws.run is None or ws.run.running:
         raise web.HTTPNotFound(text="No finished import yet.")
-    path = bridge.run_paths(ws.run.folder)["report"]
+    return _report(bridge.run_paths(ws.run.folder)["report"])
+
+
+def _report(path: Path) -> web.Response:
     if not path.exists():
-        raise web.HTTPNotFound(text="This import wrote no report.")
+        raise web.HTTPNotFound(text="No report was written.")
     return web.Response(
         text=path.read_text(encoding="utf-8"),
         content_type="text/html",
         headers={"Content-Security-Policy": REPORT_CSP.format(hash=bridge.CSS_HASH)},
     )
+
+
+async def validation_report(request: web.Request) -> web.StreamResponse:
+    ws = _ws(request)
+    if ws.validation_summary() is None or ws.validation is None:
+        raise web.HTTPNotFound(text="The whole file has not been checked yet.")
+    return _report(ws.validation.folder / "report.html")
 
 
 async def failures(request: web.Request) -> web.StreamResponse:
