@@ -271,7 +271,9 @@ def _context() -> Any:
     starts in milliseconds, in a clean single-threaded process (never a fork of the
     page's own process, whose threads and event loop must not be copied)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["importer.ui.engine_bridge", "importer.engine.job"])
+    context.set_forkserver_preload(
+        ["importer.ui.engine_bridge", "importer.engine.run", "importer.engine.validate"]
+    )
     return context
 
 
