@@ -318,9 +318,10 @@ def start_validation(path: str, mapping_file: Path, folder: Path) -> Task:
 
 def start_run(
     path: str, mapping_file: Path, folder: Path, *, endpoint: str, app_id: str, api_key: str,
-    concurrency: int = 16, restart: bool = False,
+    concurrency: int | None = None, restart: bool = False,
 ) -> Task:  # fmt: skip
-    """run_job with --state in the background; the report and failures land in folder."""
+    """run_job with --state in the background (pacing like the CLI: adaptive unless a
+    concurrency is given); the report and failures land in ``folder``."""
     job = {
         "path": path, "mapping": str(mapping_file), "folder": str(folder),
         "endpoint": endpoint, "app_id": app_id, "api_key": api_key,
