@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from pathlib import Path
 
 from openpyxl import Workbook
 
-from tests.test_ui_runs import open_path
+from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, cli
+from tests.test_ui_runs import open_path, wait
 from tests.ui_helpers import Ui, request
 from tests.ui_helpers import ui as ui
 
@@ -54,3 +56,30 @@ def test_an_unreadable_file_is_a_message_not_an_error_page(ui: Ui, tmp_path: Pat
     shown = page_text(ui)
     assert 'id="error"' in shown and "the file is empty" in shown
     assert "Traceback" not in ui.output()
+
+
+def test_a_loaded_mapping_gives_the_counts_the_command_line_gives(ui: Ui) -> None:
+    open_path(ui, SAMPLE_CSV)
+    boundary = "b0undary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="mapping"; '
+            f'filename="customers.yaml"\r\nContent-Type: application/x-yaml\r\n\r\n'
+        ).encode()
+        + SAMPLE_MAPPING.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Cookie": ui.cookie, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    assert request(ui.base + "/mapping/load", "POST", body, headers).status == 303
+    wait(ui, lambda s: s.get("validation", {}).get("state") == "done")
+    shown = page_text(ui)
+    result = cli("validate", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--summary-json", "s.json",
+                 cwd=ui.runs.parent)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    summary = json.loads((ui.runs.parent / "s.json").read_text())
+    assert (
+        f"Whole file checked: {summary['rows_total']:,} rows, {summary['rows_valid']:,} valid, "
+        f"{summary['rows_invalid']:,} invalid." in shown
+    )
+    saved = request(ui.base + "/mapping.yaml", headers={"Cookie": ui.cookie}).body.decode()
+    assert "timezone: Asia/Tehran" in saved and "hashedEmail: {from: email}" in saved
