@@ -5,10 +5,18 @@
 
 function byId(id) { return document.getElementById(id); }
 
+// Once the page is being left (a form was sent), progress events no longer redraw
+// it: a reload then would cut the form's own request short.
+let leaving = false, events = null;
+function leave() {
+  leaving = true;
+  if (events) events.close();
+}
+
 function setupDrop() {
   const drop = byId("drop"), input = byId("file"), form = byId("open-form");
   if (!drop || !input || !form) return;
-  input.addEventListener("change", () => { if (input.files.length) form.submit(); });
+  input.addEventListener("change", () => { if (input.files.length) { leave(); form.submit(); } });
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
@@ -16,6 +24,7 @@ function setupDrop() {
     drop.classList.remove("over");
     if (e.dataTransfer && e.dataTransfer.files.length) {
       input.files = e.dataTransfer.files;
+      leave();
       form.submit();
     }
   });
@@ -24,7 +33,7 @@ function setupDrop() {
 function setupMapping() {
   const form = byId("mapping-form");
   if (!form) return;
-  form.addEventListener("change", () => form.submit());
+  form.addEventListener("change", () => { leave(); form.submit(); });
 }
 
 function number(n) { return Number(n || 0).toLocaleString("en-US"); }
@@ -41,6 +50,7 @@ function duration(s) {
 const shown = {};
 
 function onStatus(data) {
+  if (leaving) return;
   const v = data.validation;
   if (v) {
     const bar = byId("validation-progress"), text = byId("validation-text");
@@ -72,11 +82,13 @@ function setupEvents() {
   if (!validation && !run) return;
   if (validation && validation.dataset.state) shown.validation = validation.dataset.state;
   if (run && run.dataset.state) shown.run = run.dataset.state;
-  const source = new EventSource("/events");
-  source.onmessage = (e) => onStatus(JSON.parse(e.data));
+  events = new EventSource("/events");
+  events.onmessage = (e) => onStatus(JSON.parse(e.data));
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  document.addEventListener("submit", leave);
+  window.addEventListener("beforeunload", leave);
   setupDrop();
   setupMapping();
   setupEvents();
