@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from importer.edges.html_report import ReportData, failures_by_column, render_report
 from importer.edges.progress import NoProgress, Snapshot, Timeline
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, cli
@@ -25,6 +27,7 @@ def assert_self_contained(html: str) -> None:
     assert not re.search(r"\b(src|href)\s*=", html)
 
 
+@pytest.mark.e2e
 def test_run_report_numbers_equal_the_summary_json(sandbox: Sandbox, tmp_path: Path) -> None:
     result = run_cli(sandbox, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--report", "r.html")
     assert result.returncode == 1, result.stderr
@@ -43,6 +46,7 @@ def test_run_report_numbers_equal_the_summary_json(sandbox: Sandbox, tmp_path: P
     assert "sandbox-key" not in html
 
 
+@pytest.mark.e2e
 def test_validate_report_has_no_sending_part(tmp_path: Path) -> None:
     result = cli(
         "validate", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--report", "v.html",

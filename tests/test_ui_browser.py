@@ -25,6 +25,8 @@ from tests.ui_helpers import Ui, start_ui
 from tests.ui_helpers import browser as browser
 from tests.ui_helpers import ui as ui
 
+pytestmark = pytest.mark.e2e  # every test here runs the page and Chromium as processes
+
 SCREENSHOT = ROOT / "docs" / "ui.png"
 WAIT_MS = 60_000
 

@@ -6,12 +6,15 @@ import json
 import urllib.parse
 from pathlib import Path
 
+import pytest
 from openpyxl import Workbook
 
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, cli
 from tests.test_ui_runs import open_path, wait
 from tests.ui_helpers import Ui, request
 from tests.ui_helpers import ui as ui
+
+pytestmark = pytest.mark.e2e  # every test here runs the page as a process
 
 
 def page_text(ui: Ui) -> str:

@@ -11,11 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cli_helpers import SAMPLE_CSV
 from tests.e2e import stored_ids
 from tests.sandbox_helpers import start_sandbox
 from tests.ui_helpers import Ui, request
 from tests.ui_helpers import ui as ui
+
+pytestmark = pytest.mark.e2e  # every test here runs the page as a process
 
 
 def post(ui: Ui, path: str, fields: dict[str, str]) -> None:

@@ -16,6 +16,8 @@ from tests.cli_helpers import SAMPLE_CSV, cli
 from tests.ui_helpers import Ui, request, start_ui
 from tests.ui_helpers import ui as ui
 
+pytestmark = pytest.mark.e2e  # every test here runs the page as a process
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
