@@ -50,13 +50,15 @@ def test_edits_change_targets_types_and_formats() -> None:
     doc = from_yaml("user_id: id\n", HEADER)
     doc = edit(doc, "name", target="field:firstName")
     doc = edit(doc, "mobile", target="field:phoneNumber")
-    doc = edit(doc, "mobile", format="e164", region="IR")
+    doc = edit(doc, "mobile", format="e164", region="IR, US")
     doc = edit(doc, "joined", target="custom")
     doc = edit(doc, "joined", type="date", format="jalali:%Y/%m/%d")
     mapping = parse_mapping(to_yaml(doc, 2, {"delimiter": ";", "encoding": "auto"}))
     assert mapping.fields["firstName"].column == "name"
     assert mapping.fields["phoneNumber"].phone_format == "e164"
-    assert mapping.fields["phoneNumber"].region == "IR"
+    assert mapping.fields["phoneNumber"].region == ("IR", "US")
+    again = from_yaml(to_yaml(doc, 1), HEADER).choice("mobile")
+    assert again is not None and again.region == "IR, US"
     assert mapping.custom["joined"].kind == "date"
     assert mapping.custom["joined"].formats == ("jalali:%Y/%m/%d",)
     assert (mapping.source.header_row, mapping.source.delimiter) == (2, ";")

@@ -49,7 +49,7 @@ class Choice:
     type: str = "string"  # custom type
     format: str = ""  # date format, or phone_format for phoneNumber
     extra: dict[str, Any] = field(default_factory=dict)  # other spec keys, kept as loaded
-    region: str = ""  # the phone numbers' country, for phoneNumber
+    region: str = ""  # phoneNumber: the numbers' countries, "IR" or "IR, US" (in order)
     loaded_as: str = ""  # the target it was loaded with (extra belongs to that one)
     order: int = 1 << 30  # position in the loaded file (message keys follow it)
     comment: str = ""
@@ -123,7 +123,10 @@ def from_yaml(
         choice.type = str(extra.pop("type", "string"))
         if target == "field:phoneNumber":
             choice.format = str(extra.pop("phone_format", "keep"))
-            choice.region = str(extra.pop("region", ""))
+            regions = extra.pop("region", "")
+            choice.region = (
+                ", ".join(map(str, regions)) if isinstance(regions, list) else str(regions)
+            )
         elif "format" in extra and isinstance(extra["format"], str):
             choice.format = extra.pop("format")
         choice.extra = extra
@@ -215,7 +218,8 @@ def _spec(choice: Choice) -> Any:
     if choice.is_phone and choice.format:
         spec["phone_format"] = choice.format
     if choice.is_phone and choice.region:
-        spec["region"] = choice.region
+        regions = [part.strip() for part in choice.region.split(",") if part.strip()]
+        spec["region"] = regions[0] if len(regions) == 1 else regions  # tried in order
     elif choice.takes_format and choice.format:
         spec["format"] = choice.format
     if choice.target == choice.loaded_as:
