@@ -77,7 +77,7 @@ def test_the_whole_flow_from_an_export_to_the_sandbox(ui: Ui, page: Page, tmp_pa
     page.wait_for_selector("#columns")
     assert "customers.csv" in page.inner_text("#file-name")
     before = wait_checked(page)
-    assert before == {"rows_total": 300, "rows_valid": 293, "rows_invalid": 7}
+    assert before["rows_total"] == 300 == before["rows_valid"] + before["rows_invalid"]
     assert page.locator("tr.check").count() >= 1  # the draft's CHECK lines stand out
 
     # Change a column's type: vip's cells become booleans, and "maybe" now fails.
@@ -89,7 +89,7 @@ def test_the_whole_flow_from_an_export_to_the_sandbox(ui: Ui, page: Page, tmp_pa
     assert vip["converted"].splitlines()[0] == "true"  # the cell was "1"
     assert vip["sampled_fails"] == "1" and vip["file_fails"] == "1"
     assert "not a yes/no value" in page.locator("tr[data-column='vip']").inner_text()
-    assert after_type["rows_invalid"] == 8
+    assert after_type["rows_invalid"] == before["rows_invalid"] + 1
 
     # Change a target and its format: updated_at becomes the message time.
     with page.expect_navigation():
@@ -218,14 +218,14 @@ def test_the_api_key_never_leaves_the_server_process(page: Page, tmp_path: Path)
             page.fill("#path", str(source))
             page.click("#open-button")
             page.wait_for_selector("#columns")
-            wait_checked(page)
+            valid = wait_checked(page)["rows_valid"]
             page.check("#to-metrix")
             page.fill("input[name=endpoint]", sandbox.url)
             page.fill("input[name=app_id]", "app-1")
             page.fill("input[name=api_key]", key)
             page.click("#start")
             page.wait_for_selector("#run-summary")
-            assert int(page.inner_text("#sent")) == 293
+            assert int(page.inner_text("#sent")) == valid
             page.reload()
             page.goto(running.base + "/api/status")
             page.goto(running.base + "/")
@@ -238,7 +238,7 @@ def test_the_api_key_never_leaves_the_server_process(page: Page, tmp_path: Path)
             written = {p: p.read_bytes() for p in files}  # before the page removes its own
         finally:
             assert running.stop() == 0
-        assert len(stored_ids(sandbox)) == 293
+        assert len(stored_ids(sandbox)) == valid
     assert source.read_bytes() == before  # a typed path is read, never written
     assert sorted(p.name for p in data.iterdir()) == ["customers.csv"]
     for path, content in written.items():

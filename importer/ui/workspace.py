@@ -221,9 +221,12 @@ class Workspace:
         out: dict[str, Any] = {}
         if self.validation is not None:
             status = dict(self.validation.status)
+            summary = status.get("summary", {})
             out["validation"] = {
                 "state": status.get("state"),
-                "rows": status.get("summary", {}).get("rows_total", status.get("rows", 0)),
+                "rows": summary.get("rows_total", status.get("rows", 0)),
+                "valid": summary.get("rows_valid"),
+                "invalid": summary.get("rows_invalid"),
                 "fraction": status.get("fraction"),
                 "error": status.get("error", ""),
             }
