@@ -41,6 +41,7 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/pacing.py
 
 # The README's picture of the page, taken by the browser test of the whole flow.
 screenshot: $(VENV)/.dev-installed

@@ -80,7 +80,7 @@ def test_the_first_429_paces_just_under_the_accepted_rate() -> None:
     for i in range(300):
         limiter.observe(Signal.OK, sent=i / 300, now=i / 300 + 0.005, in_flight=4)
     limiter.observe(Signal.RATE_LIMITED, sent=1.0, now=1.005, in_flight=4)
-    assert limiter.rate == pytest.approx(300 * 0.85, rel=0.02)
+    assert limiter.rate == pytest.approx(300 * 0.9, rel=0.02)
     assert limiter.rate_limited == 1
 
 

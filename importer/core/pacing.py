@@ -55,7 +55,7 @@ class PacingConfig:
     # Latency may rise to this multiple of its baseline before the limit falls.
     tolerance: float = 2.0
     backoff: float = 0.7
-    rate_backoff: float = 0.85
+    rate_backoff: float = 0.9
     rate_probe: float = 0.02  # per second, multiplicative, just after a 429
     rate_probe_speedup: float = 5.0  # seconds without a 429 that double the probing pace
     # Weight of one sample in the short-term latency average.

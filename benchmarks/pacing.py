@@ -1,0 +1,155 @@
+"""Adaptive pacing against the sandbox's endpoint faults (part of ``make bench``).
+
+Each scenario runs the real ``metrix-import run`` with **default options** (no
+``--concurrency``, no ``--rate``) against a fresh sandbox with the scenario's faults, and
+beside it the same run at a fixed ``--concurrency 16`` (the old default) for comparison.
+users/s = rows sent / wall time of the whole command; the 429 share and the server-side
+median latency come from the sandbox's own counters. Figures, not tests: nothing here
+is asserted in ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: only benchmarks/ is on sys.path
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import datagen  # noqa: E402
+from benchmarks.run import MAPPING, importer_command, run_child, sandbox  # noqa: E402
+
+RESULTS = REPO / "bench" / "pacing.json"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    what: str
+    faults: tuple[str, ...]
+    rows: int
+    target: str
+    minimum_users_per_second: float
+    max_429_share: float | None = None
+    max_server_p50_ms: float | None = None
+
+
+SCENARIOS = (
+    Scenario(
+        "rate-limit", "hidden rate limit 400/s, 5-15 ms, 429 without Retry-After",
+        ("--rate-limit", "400", "--no-retry-after", "--latency-ms", "5-15", "--seed", "7"),
+        20_000, "≥ 340 users/s, ≤ 3% answered 429", 340, max_429_share=0.03,
+    ),
+    Scenario(
+        "capacity", "capacity 24 at 20 ms (ceiling 1,200/s)",
+        ("--capacity", "24", "--latency-ms", "20"),
+        30_000, "≥ 960 users/s, server median ≤ 60 ms", 960, max_server_p50_ms=60,
+    ),
+    Scenario(
+        "distant", "100 ms latency, no limit",
+        ("--latency-ms", "100"),
+        20_000, "≥ 400 users/s", 400,
+    ),
+    Scenario(
+        "local", "zero latency, no limit (the sandbox on the same 2 cores)",
+        (),
+        50_000, "≥ 8,000 users/s", 8000,
+    ),
+)  # fmt: skip
+
+
+def _stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + "_sandbox/stats", timeout=30) as response:
+        data: dict[str, Any] = json.loads(response.read())
+    return data
+
+
+def measure(scenario: Scenario, source: Path, work: Path, *pace: str) -> dict[str, Any]:
+    label = f"{scenario.key}{'-fixed' if pace else ''}"
+    folder = work / label
+    folder.mkdir(parents=True)
+    with sandbox(folder / "sandbox", *scenario.faults) as url:
+        child = run_child(
+            importer_command(
+                "run", source, "--mapping", MAPPING, "--endpoint", url, "--no-progress",
+                "--failures", folder / "failures.csv", "--summary-json", folder / "summary.json",
+                *pace,
+            ),
+            folder, label,
+        )  # fmt: skip
+        stats = _stats(url)
+    summary = json.loads((folder / "summary.json").read_text())
+    requests = max(stats["requests"], 1)
+    limited = stats["responses_by_status"].get("429", 0)
+    return {
+        "pace": "auto" if not pace else " ".join(pace),
+        "exit_code": child.exit_code,
+        "rows_sent": summary["rows_sent"],
+        "wall_seconds": round(child.wall_seconds, 2),
+        "users_per_second": round(summary["rows_sent"] / child.wall_seconds, 1),
+        "share_429": round(limited / requests, 4),
+        "server_p50_ms": stats["latency_ms"]["p50"],
+        "pacing": summary.get("pacing"),
+    }
+
+
+def verdict(scenario: Scenario, result: dict[str, Any]) -> str:
+    ok = result["users_per_second"] >= scenario.minimum_users_per_second
+    if scenario.max_429_share is not None:
+        ok = ok and result["share_429"] <= scenario.max_429_share
+    if scenario.max_server_p50_ms is not None:
+        p50 = result["server_p50_ms"]
+        ok = ok and p50 is not None and p50 <= scenario.max_server_p50_ms
+    return "pass" if ok else "miss"
+
+
+def describe(scenario: Scenario, entry: dict[str, Any]) -> str:
+    auto = entry["auto"]
+    text = (
+        f"{scenario.what}: auto {auto['users_per_second']:,.0f} users/s, "
+        f"429 {auto['share_429']:.1%}, server p50 {auto['server_p50_ms']} ms, "
+        f"ended at {auto['pacing']} [{entry['verdict']}; target {scenario.target}]"
+    )
+    fixed = entry.get("fixed16")
+    if fixed:
+        text += (
+            f"; fixed 16: {fixed['users_per_second']:,.0f} users/s, 429 {fixed['share_429']:.1%}"
+        )
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", help="comma-separated scenario keys")
+    parser.add_argument("--no-fixed", action="store_true", help="skip the --concurrency 16 runs")
+    args = parser.parse_args(argv)
+    chosen = [s for s in SCENARIOS if not args.only or s.key in args.only.split(",")]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="metrix-pacing-") as tmp:
+        work = Path(tmp)
+        for scenario in chosen:
+            source = work / f"{scenario.key}.csv"
+            datagen.write_csv(source, scenario.rows, invalid_rate=0.0)
+            auto = measure(scenario, source, work)
+            entry: dict[str, Any] = {"what": scenario.what, "target": scenario.target,
+                                     "auto": auto, "verdict": verdict(scenario, auto)}  # fmt: skip
+            if not args.no_fixed:
+                entry["fixed16"] = measure(scenario, source, work, "--concurrency", "16")
+            results[scenario.key] = entry
+            print(describe(scenario, entry), flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {RESULTS.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
