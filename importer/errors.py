@@ -170,3 +170,17 @@ class TransportError(Exception):
 
 class CommandLineProblem(UsageProblem):
     """A usage problem the command line shows with the command's usage line."""
+
+
+class MissingExtra(ImporterError):
+    """An optional dependency is needed for this input and is not installed."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs {module.split('.')[0]}, which is not installed. "
+            f"Install it with: pip install 'metrix-importer[{extra}]'"
+        )

@@ -139,6 +139,12 @@ class Mapping:
     fingerprint: str = ""
     on_invalid: str = "fail_row"
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], name: str = "<mapping>") -> Mapping:
+        """Validate a mapping given as a dict (what the YAML file would hold); raises
+        MappingError listing every problem."""
+        return mapping_from_raw(raw, name)
+
     def with_source(self, **overrides: Any) -> Mapping:
         """A copy whose source options take the given (non-None) overrides."""
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -183,6 +189,11 @@ def parse_mapping(text: str, name: str = "<mapping>") -> Mapping:
         raw = yaml.load(text, Loader=_MappingLoader)
     except yaml.YAMLError as exc:
         raise MappingError(name, [_yaml_problem(exc)]) from None
+    return mapping_from_raw(raw, name)
+
+
+def mapping_from_raw(raw: Any, name: str = "<mapping>") -> Mapping:
+    """Validate a parsed mapping; raises MappingError listing every problem."""
     if surrogates := list(_surrogates(raw, "")):
         raise MappingError(name, surrogates)
     checker = _Checker()

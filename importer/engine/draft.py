@@ -7,8 +7,8 @@ from pathlib import Path
 
 from importer.core.config import DELIMITERS, SourceOptions, delimiter_problem, encoding_problem
 from importer.core.infer import Draft, draft_mapping
+from importer.edges.inputs import open_input
 from importer.edges.outputs import check_outputs
-from importer.edges.readers import open_source
 from importer.engine.pipeline import sample_rows
 from importer.errors import CommandLineProblem, UsageProblem
 
@@ -38,7 +38,7 @@ def draft_for(
     if output:
         check_outputs([("--output", Path(output))], [source])
     delimiter = DELIMITERS.get(reader.delimiter, reader.delimiter)
-    opened = open_source(
+    opened = open_input(
         source,
         sheet=reader.sheet,
         encoding=reader.encoding,

@@ -17,6 +17,7 @@ from pathlib import Path
 from importer import __version__
 from importer.core.config import Mapping
 from importer.core.messages import RowMapper
+from importer.edges import inputs as input_kinds
 from importer.edges.duplicates import (
     DuplicatePlan,
     IdStream,
@@ -26,8 +27,9 @@ from importer.edges.duplicates import (
 )
 from importer.edges.paths import expand_paths
 from importer.edges.progress import PhaseProgress
-from importer.edges.readers import Record, Source, list_sheets, open_source
+from importer.edges.readers import Record, Source, list_sheets
 from importer.edges.report import FailureWriter
+from importer.edges.tables import TableInput
 from importer.engine.parallel import MapPool, RawCheck, Unchanged, default_workers
 from importer.engine.reading import Reading, input_share, tracked
 from importer.errors import MappingError, UsageProblem
@@ -46,17 +48,27 @@ class Input:
     path: str
     sheet: str | int | None = None
     row_prefix: str = ""  # "Customers:" when every sheet of a workbook is read
+    table: TableInput | None = None  # data handed over in memory (the Python API)
 
 
-def expand_inputs(patterns: Sequence[str], mapping: Mapping) -> list[Input]:
-    """Paths and quoted globs to inputs, with the mapping's sheet (where the CLI's
-    ``--sheet`` has put it); ``all`` makes one input per sheet."""
+def expand_inputs(patterns: Sequence[str | TableInput], mapping: Mapping) -> list[Input]:
+    """Paths, URLs, folders and quoted globs to inputs, with the mapping's sheet (where
+    the CLI's ``--sheet`` has put it); ``all`` makes one input per sheet. Data in memory
+    (the Python API) is an input as it is."""
     sheet = mapping.source.sheet
-    paths = expand_paths(patterns)
+    paths: list[str] = []
+    tables = [pattern for pattern in patterns if isinstance(pattern, TableInput)]
+    for pattern in patterns:
+        if isinstance(pattern, TableInput):
+            continue
+        expanded = input_kinds.expand(pattern)  # URLs, URL globs, folders of parts
+        paths += expanded if expanded is not None else expand_paths([pattern])
     if len(set(paths)) != len(paths):
         raise UsageProblem("the same file is named twice; give each input once")
-    several = len(paths) > 1
-    inputs: list[Input] = []
+    several = len(paths) + len(tables) > 1
+    inputs: list[Input] = [
+        Input(table.name if several else "", table.name, table=table) for table in tables
+    ]
     for path in paths:
         if sheet == "all":
             for name in list_sheets(path):
@@ -99,8 +111,10 @@ class Job:
         return ", ".join(sorted(self.encodings)) or None
 
     def open(self, item: Input) -> Source:
+        if item.table is not None:
+            return item.table.open()
         options = self.mapping.source
-        return open_source(
+        return input_kinds.open_input(
             item.path,
             sheet=item.sheet,
             encoding=options.encoding,
@@ -142,7 +156,7 @@ class Job:
     def start_workers(self, workers: int | None, encode: bool) -> None:
         """Map rows in worker processes (None: as many as suit this machine and input)."""
         if workers is None:
-            small = sum(_size(item.path) for item in self.inputs) < AUTO_WORKERS_MIN_BYTES
+            small = sum(_size(item) for item in self.inputs) < AUTO_WORKERS_MIN_BYTES
             workers = 0 if small else default_workers(encode)
         self._pool = MapPool(self.mappers, workers, encode)
 
@@ -233,11 +247,21 @@ def _mapper(mapping: Mapping, source: Source, item: Input, run_time_ms: int) -> 
         ) from None
 
 
-def _size(path: str) -> int:
-    try:
-        return Path(path).stat().st_size
-    except OSError:
-        return 0
+def _size(item: Input) -> int:
+    return item.table.size_hint if item.table is not None else input_kinds.size_of(item.path)
+
+
+def inputs_fingerprint(inputs: Sequence[Input]) -> str:
+    """What ties an unfinished run to its inputs (see ``edges.inputs.fingerprint``; data
+    in memory by a digest of every cell)."""
+    tables = [item.table.fingerprint() for item in inputs if item.table is not None]
+    paths = sorted({item.path for item in inputs if item.table is None})
+    return "\0".join([input_kinds.fingerprint(paths) if paths else "", *tables])
+
+
+def named(patterns: Sequence[str | TableInput]) -> str:
+    """The inputs as the summary names them."""
+    return ", ".join(p.name if isinstance(p, TableInput) else p for p in patterns)
 
 
 def _close(source: Source) -> None:

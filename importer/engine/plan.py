@@ -15,7 +15,7 @@ from importer.edges.outputs import check_outputs
 from importer.edges.progress import PhaseProgress
 from importer.edges.report import Summary
 from importer.edges.state import StateReader
-from importer.engine.inputs import Job, expand_inputs
+from importer.engine.inputs import Job, expand_inputs, named
 from importer.engine.pipeline import run_start_millis
 from importer.engine.reading import Reading, tracked
 from importer.engine.run import JobResult
@@ -63,7 +63,7 @@ def plan_job(
     job.start_workers(workers, encode=True)
     try:
         plan = job.duplicate_plan(duplicates)
-        summary = Summary(mode="plan", source=", ".join(patterns), encoding=job.encoding)
+        summary = Summary(mode="plan", source=named(patterns), encoding=job.encoding)
         reader = StateReader(state_path)
         try:
             new, changed, unchanged = _count(Tally(summary), job.reading(None, plan), reader)

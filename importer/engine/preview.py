@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from importer.core.config import Mapping
 from importer.core.messages import encode_body
+from importer.edges.tables import TableInput
 from importer.engine.inputs import Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
 
@@ -20,7 +21,7 @@ class Preview:
     invalid: list[str] = field(default_factory=list)  # "  row N: reasons"
 
 
-def preview(source: str, mapping: Mapping, rows: int) -> Preview:
+def preview(source: str | TableInput, mapping: Mapping, rows: int) -> Preview:
     """Read ``source`` only as far as needed for ``rows`` bodies and ``rows`` invalid rows."""
     job = Job(expand_inputs([source], mapping), mapping, run_start_millis())
     shown = Preview(job.descriptions)

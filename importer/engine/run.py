@@ -22,9 +22,10 @@ from importer.edges.duplicates import DuplicatePlan
 from importer.edges.outputs import check_outputs
 from importer.edges.progress import Progress, Sample, Snapshot, Timeline, choose_progress
 from importer.edges.report import Summary, warnings_path
-from importer.edges.state import StateStore, input_fingerprint
+from importer.edges.state import StateStore
+from importer.edges.tables import TableInput
 from importer.edges.transport import HttpTransport
-from importer.engine.inputs import Input, Job, expand_inputs
+from importer.engine.inputs import Input, Job, expand_inputs, inputs_fingerprint, named
 from importer.engine.pipeline import run_start_millis
 from importer.engine.reading import Reading
 from importer.engine.reporting import save_report
@@ -74,7 +75,7 @@ class JobResult:
 
 
 def run_job(
-    patterns: Sequence[str],
+    patterns: Sequence[str | TableInput],
     mapping: Mapping,
     options: SendOptions,
     outputs: Outputs,
@@ -85,24 +86,29 @@ def run_job(
     restart: bool = False,
     workers: int | None = None,
     allow_insecure: bool = False,
+    signals: bool = True,
 ) -> JobResult:
-    """Import the inputs; returns the summary, the exit code it earns, and advice."""
+    """Import the inputs; returns the summary, the exit code it earns, and advice.
+
+    With ``signals`` (the command line) Ctrl-C and SIGTERM stop the run gracefully; a
+    library caller keeps its own signal handling."""
     started = time.monotonic()
     check_run(options, mapping, duplicates=duplicates, state_path=state_path,
               allow_insecure=allow_insecure)  # fmt: skip
     holder: list[_Run] = []
     # Before the event loop takes over signals, SIGTERM stops the run as Ctrl-C does
     # (with a message) instead of killing it silently.
-    if threading.current_thread() is threading.main_thread():
+    if signals and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _run_job(patterns, mapping, options, outputs, retry, duplicates, state_path,
-                        restart, workers, started, holder)  # fmt: skip
+                        restart, workers, started, holder, signals)  # fmt: skip
     except KeyboardInterrupt:
         # Until the event loop starts (reading the inputs, the duplicate check), Ctrl-C
         # is a plain KeyboardInterrupt: no request has been made by this run. Another
         # Ctrl-C must not cut the message short.
-        _hold_signals()
+        if signals:
+            _hold_signals()
         if holder and holder[0].runner is not None:
             raise
         raise Interrupted(
@@ -113,7 +119,7 @@ def run_job(
 
 
 def _run_job(
-    patterns: Sequence[str],
+    patterns: Sequence[str | TableInput],
     mapping: Mapping,
     options: SendOptions,
     outputs: Outputs,
@@ -124,10 +130,13 @@ def _run_job(
     workers: int | None,
     started: float,
     holder: list[_Run],
+    signals: bool,
 ) -> JobResult:
     inputs = expand_inputs(patterns, mapping)
     # Every output must be creatable, and none may be an input, before anything is sent.
-    check_outputs(outputs.named(state_path), sorted({item.path for item in inputs}))
+    check_outputs(
+        outputs.named(state_path), sorted({item.path for item in inputs if item.table is None})
+    )
     state = StateStore(state_path) if state_path else None
     try:
         run_time = run_start_millis()
@@ -141,7 +150,7 @@ def _run_job(
             if state is not None:
                 job.remember_raw(state.unchanged_raw if options.only_changed else None)
             run = _Run(job, options, retry or RetryPolicy(), outputs, state,
-                       state_path=state_path)  # fmt: skip
+                       state_path=state_path, signals=signals)  # fmt: skip
             holder.append(run)
             return run.go(duplicates, started, patterns)
         finally:
@@ -157,7 +166,7 @@ def _begin(
     """Start (or resume) the state file's run; its fixed start time."""
     info = state.begin(
         [item.label for item in inputs],
-        input_fingerprint(sorted({item.path for item in inputs})),
+        inputs_fingerprint(inputs),
         mapping.fingerprint,
         run_start_millis(),
         restart,
@@ -177,12 +186,15 @@ class _Run:
     state: StateStore | None
     runner: Runner | None = None
     state_path: str | None = None
+    signals: bool = True
 
-    def go(self, duplicates: str, started: float, patterns: Sequence[str]) -> JobResult:
+    def go(
+        self, duplicates: str, started: float, patterns: Sequence[str | TableInput]
+    ) -> JobResult:
         job, outputs, state = self.job, self.outputs, self.state
         plan = job.duplicate_plan(duplicates, outputs.progress)
         mode = "dry-run" if self.options.dry_run else "run"
-        summary = Summary(mode=mode, source=", ".join(patterns), encoding=job.encoding)
+        summary = Summary(mode=mode, source=named(patterns), encoding=job.encoding)
         failures = job.failure_writer(outputs.failures)
         listed = job.failure_writer(warnings_path(outputs.failures))
         tally = Tally(summary, failures, state, listed)
@@ -204,7 +216,8 @@ class _Run:
         finally:
             # The loop is over: what is left is writing the reports, a matter of
             # milliseconds. A Ctrl-C now must not leave them half-written.
-            _hold_signals()
+            if self.signals:
+                _hold_signals()
             progress.close()
             try:
                 failures.close()
@@ -247,7 +260,8 @@ class _Run:
         if options.dry_run:
             runner = self.runner = Runner(options, tally, None, progress=progress,
                                           tick_seconds=tick)  # fmt: skip
-            install_signal_handlers(asyncio.get_running_loop(), runner)
+            if self.signals:
+                install_signal_handlers(asyncio.get_running_loop(), runner)
             await runner.run(reading, reading.leftovers(), reading.fraction)
             return
         async with HttpTransport(
@@ -256,7 +270,8 @@ class _Run:
         ) as transport:  # fmt: skip
             runner = self.runner = Runner(options, tally, transport, retry=self.retry,
                                           progress=progress, tick_seconds=tick)  # fmt: skip
-            install_signal_handlers(asyncio.get_running_loop(), runner)
+            if self.signals:
+                install_signal_handlers(asyncio.get_running_loop(), runner)
             await runner.run(reading, reading.leftovers(), reading.fraction)
 
     def _conclude(

@@ -11,14 +11,16 @@ from importer.core.outcome import SkipReason
 from importer.edges.outputs import check_outputs
 from importer.edges.progress import PhaseProgress
 from importer.edges.report import Summary, warnings_path
+from importer.edges.tables import TableInput
 from importer.engine.inputs import Job, expand_inputs
+from importer.engine.inputs import named as source_names
 from importer.engine.pipeline import run_start_millis
 from importer.engine.reading import tracked
 from importer.engine.tally import Tally
 
 
 def validate_job(
-    source: str,
+    source: str | TableInput,
     mapping: Mapping,
     failures_path: Path,
     workers: int | None,
@@ -34,9 +36,9 @@ def validate_job(
     named = [("--failures", failures_path), ("the warnings file", warnings_path(failures_path))]
     if summary_json is not None:
         named.append(("--summary-json", summary_json))
-    check_outputs(named, sorted({item.path for item in inputs}))
+    check_outputs(named, sorted({item.path for item in inputs if item.table is None}))
     job = Job(inputs, mapping, run_start_millis())
-    summary = Summary(mode="validate", source=source, encoding=job.encoding)
+    summary = Summary(mode="validate", source=source_names([source]), encoding=job.encoding)
     writer = job.failure_writer(failures_path)
     listed = job.failure_writer(warnings_path(failures_path))
     tally = Tally(summary, writer, warnings=listed)
