@@ -61,6 +61,7 @@ ROWS_BIG = 5_000_000
 ROWS_XLSX = 200_000
 ROWS_RUN = 150_000  # enough that start-up (~0.5 s) does not dominate
 GZIP_LEVEL = 6
+PARQUET_ROW_GROUP = 65_536
 
 APP_ID = "sandbox-app"
 API_KEY = "sandbox-key"
@@ -74,7 +75,22 @@ MEMORY_LIMIT_MB = 250.0
 MEMORY_SAME_RATIO = 1.25  # "about the same": the 5M peak within 25% of the 1M peak
 
 # Benchmark names for --only, in the order they run.
-NAMES = ("validate", "gz", "xlsx", "run", "latency", "changed", "memory")
+NAMES = ("validate", "gz", "parquet", "frame", "xlsx", "run", "latency", "changed", "memory")
+
+
+# The child that measures ``importer.validate`` on a DataFrame (the Python API).
+FRAME_CHILD = """
+import json, sys, time
+import pandas
+import importer
+frame = pandas.read_parquet(sys.argv[1])
+mapping = importer.load_mapping(sys.argv[2])
+started = time.perf_counter()
+summary = importer.validate(frame, mapping, failures=sys.argv[3])
+data = summary.as_dict()
+data["call_seconds"] = time.perf_counter() - started
+open(sys.argv[4], "w", encoding="utf-8").write(json.dumps(data))
+"""
 
 
 class BenchError(Exception):
@@ -92,7 +108,7 @@ class NotAvailable(BenchError):
 class DataFile:
     """One generated input: ``rows`` rows of ``datagen.customer_rows(rows, SEED, ...)``."""
 
-    kind: str  # "csv", "csv.gz" or "xlsx"
+    kind: str  # "csv", "csv.gz", "parquet" or "xlsx"
     rows: int
 
     @property
@@ -110,6 +126,7 @@ class DataFile:
             "seed": SEED,
             "invalid_rate": INVALID_RATE,
             "gzip_level": GZIP_LEVEL if self.kind == "csv.gz" else None,
+            "row_group_rows": PARQUET_ROW_GROUP if self.kind == "parquet" else None,
             "generator": _generator_digest(),
         }
 
@@ -184,6 +201,26 @@ def _write_xlsx(path: str, rows: int) -> None:
     datagen.write_xlsx(Path(path), rows, SEED, INVALID_RATE)
 
 
+def _write_parquet(data: DataFile) -> None:
+    """The rows of the CSV of the same size, as Parquet (text columns, as the CSV holds
+    them), converted a block at a time so memory stays flat."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    source = DataFile("csv", data.rows).path
+    text = pa.string()
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(datagen.HEADER, text), strings_can_be_null=False
+    )
+    reader = pacsv.open_csv(source, convert_options=convert)
+    schema = pa.schema([(name, text) for name in datagen.HEADER])
+    with pq.ParquetWriter(_partial(data.path), schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
+    os.replace(_partial(data.path), data.path)
+
+
 def prepare_inputs(files: Sequence[DataFile]) -> None:
     """Generate the missing or stale inputs (the workbook in a second process, alongside
     the CSV pass), then record them in the manifest."""
@@ -197,6 +234,11 @@ def prepare_inputs(files: Sequence[DataFile]) -> None:
     names = ", ".join(f"{data.name} ({data.rows:,} rows)" for data in missing)
     print(f"inputs: generating {names} ...", flush=True)
     workbooks = [data for data in missing if data.kind == "xlsx"]
+    parquets = [data for data in missing if data.kind == "parquet"]
+    for data in parquets:  # made from the CSV of the same rows, which must exist first
+        csv_file = DataFile("csv", data.rows)
+        if csv_file not in missing and not _is_fresh(csv_file, manifest):
+            missing.append(csv_file)
     context = multiprocessing.get_context("fork")
     workers = [
         context.Process(target=_write_xlsx, args=(str(_partial(data.path)), data.rows))
@@ -205,7 +247,9 @@ def prepare_inputs(files: Sequence[DataFile]) -> None:
     try:
         for worker in workers:
             worker.start()
-        _write_csv_family([data for data in missing if data.kind != "xlsx"])
+        _write_csv_family([data for data in missing if data.kind in ("csv", "csv.gz")])
+        for data in parquets:
+            _write_parquet(data)
         for data, worker in zip(workbooks, workers, strict=True):
             worker.join()
             if worker.exitcode != 0:
@@ -487,6 +531,38 @@ class Bench:
             lambda _: self.invoke(key, "validate", source, "-m", MAPPING),
         )
 
+    def frame(self, key: str, what: str, target: str, minimum: float | None,
+              source: Path) -> Result:  # fmt: skip
+        """``importer.validate`` on a pandas DataFrame already in memory (read from
+        ``source`` first, untimed): rows / seconds of the call; peak RSS holds the frame."""
+
+        def once(_: int) -> Sample:
+            work = self.workdir(key)
+            summary_path = work / "summary.json"
+            command = [sys.executable, "-c", FRAME_CHILD, str(source), str(MAPPING),
+                       str(work / "failures.csv"), str(summary_path)]  # fmt: skip
+            child = run_child(command, work, "frame")
+            if child.exit_code != 0:
+                raise BenchError(f"exit {child.exit_code}: {child.stderr or child.stdout}")
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            return Sample(
+                wall_seconds=float(summary["call_seconds"]),
+                rows_total=int(summary["rows_total"]),
+                rows_sent=0,
+                rows_invalid=int(summary["rows_invalid"]),
+                rows_failed=int(summary["rows_failed"]),
+                rows_skipped=int(summary["rows_skipped"]),
+                duration_seconds=float(summary["duration_seconds"]),
+                maxrss_kib=child.maxrss_kib,
+                exit_code=child.exit_code,
+            )
+
+        result = self.measure(Result(key, what, target, minimum), self.repeat, once)
+        result.note = (result.note + "; " if result.note else "") + (
+            "rows/s of the importer.validate call, the frame already in memory"
+        )
+        return result
+
     def run(self, key: str, what: str, target: str, minimum: float, source: Path,
             concurrency: int, *sandbox_args: str) -> Result:  # fmt: skip
         def once(_: int) -> Sample:
@@ -739,9 +815,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     csv_1m, gz_1m = DataFile("csv", ROWS_CSV), DataFile("csv.gz", ROWS_CSV)
     csv_5m, workbook = DataFile("csv", ROWS_BIG), DataFile("xlsx", ROWS_XLSX)
+    parquet_1m, parquet_5m = DataFile("parquet", ROWS_CSV), DataFile("parquet", ROWS_BIG)
     run_file = csv_1m if args.full else DataFile("csv", min(args.run_rows, ROWS_CSV))
     needs = {
-        "validate": [csv_1m], "gz": [gz_1m], "xlsx": [workbook], "run": [run_file],
+        "validate": [csv_1m], "gz": [gz_1m], "parquet": [parquet_1m, parquet_5m],
+        "frame": [parquet_1m], "xlsx": [workbook], "run": [run_file],
         "latency": [run_file], "changed": [run_file], "memory": [csv_1m, csv_5m],
     }  # fmt: skip
     prepare_inputs([data for name in selected for data in needs[name]])
@@ -764,6 +842,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "gz" in selected:
             add(bench.validate("gz", "validate CSV.gz 1M", validate_target, 100_000,
                                gz_1m.path))  # fmt: skip
+        if "parquet" in selected:
+            add(bench.validate("parquet", "validate Parquet 1M", "≥ the CSV's rows/s",
+                               by_key["validate"].median if "validate" in by_key else None,
+                               parquet_1m.path))  # fmt: skip
+            add(bench.validate("parquet-5m", "validate Parquet 5M (memory, 1 run)",
+                               f"≤ {MEMORY_LIMIT_MB:.0f} MB", None, parquet_5m.path,
+                               times=1))  # fmt: skip
+        if "frame" in selected:
+            add(bench.frame("frame", "validate pandas DataFrame 1M (API)", "≥ the CSV's rows/s",
+                            by_key["validate"].median if "validate" in by_key else None,
+                            parquet_1m.path))  # fmt: skip
         if "xlsx" in selected:
             add(bench.validate("xlsx", f"validate XLSX {ROWS_XLSX // 1000}k",
                                "≥ 40,000 rows/s", 40_000, workbook.path))  # fmt: skip

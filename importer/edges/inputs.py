@@ -66,7 +66,7 @@ def open_input(
         raise SourceError(path, "the file does not exist", "Check the path and try again.")
     stat = file.stat()
     if kind == "parquet":
-        return open_parquet(path, lambda: open(file, "rb"), stat.st_size)
+        return open_parquet(path, path, stat.st_size)
     identity = f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
     return open_jsonl(path, lambda: open(file, "rb"), stat.st_size, identity)
 

@@ -20,10 +20,11 @@ from typing import IO, Any, cast
 
 from importer.edges.extras import require
 from importer.edges.readers import Record, Source, make_header
-from importer.edges.typed import arrow_text, value_text
+from importer.edges.typed import arrow_text_array, value_text
 from importer.errors import SourceError
 
-BATCH_ROWS = 65_536
+BATCH_ROWS = 65_536  # rows read from Arrow data at a time
+SLICE_ROWS = 4_096  # rows turned into Python text at a time
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 
@@ -47,13 +48,21 @@ def _records_of_columns(
     number = first - 1
     stats = source.stats
     for columns in batches:
-        texts = [arrow_text(column) for column in columns]
-        for cells in map(list, zip(*texts, strict=True)):
-            number += 1
-            if any(cells):
-                yield number, cells, None
-            else:
-                stats.blank_rows += 1
+        size = len(columns[0]) if columns else 0
+        # Text for a slice at a time: a slice's cells as Python strings take ~1 KB a row.
+        for start in range(0, size, SLICE_ROWS):
+            for cells in _rows([column.slice(start, SLICE_ROWS) for column in columns]):
+                number += 1
+                if any(cells):
+                    yield number, cells, None
+                else:
+                    stats.blank_rows += 1
+
+
+def _rows(columns: Sequence[Any]) -> Iterator[list[str]]:
+    """Arrow columns as rows of text cells."""
+    texts = [arrow_text_array(column).to_pylist() for column in columns]
+    return map(list, zip(*texts, strict=True))
 
 
 def _table_source(
@@ -77,10 +86,15 @@ def _table_source(
 # --- Parquet -------------------------------------------------------------------------
 
 
-def open_parquet(name: str, opener: Opener, size: int) -> Source:
-    """A Parquet file, read a batch of rows at a time with types honoured."""
+def open_parquet(name: str, location: str | Opener, size: int) -> Source:
+    """A Parquet file (a local path, read by Arrow's own I/O, or a stream), read a batch
+    of rows at a time with types honoured."""
     pa = require("pyarrow", "parquet")
     pq = require("pyarrow.parquet", "parquet")
+
+    def opener() -> Any:
+        return pa.OSFile(location) if isinstance(location, str) else location()
+
     try:
         with opener() as handle:
             meta = pq.ParquetFile(handle)

@@ -116,6 +116,11 @@ def value_text(value: Any) -> str:
 
 def arrow_text(column: Any) -> list[str]:
     """An Arrow array (or chunked array) as one text cell per value."""
+    return arrow_text_array(column).to_pylist()  # type: ignore[no-any-return]
+
+
+def arrow_text_array(column: Any) -> Any:
+    """An Arrow array as an Arrow string array of cell texts (no nulls)."""
     pa = require("pyarrow", "parquet")
     pc = require("pyarrow.compute", "parquet")
     kind = column.type
@@ -123,7 +128,7 @@ def arrow_text(column: Any) -> list[str]:
         column = column.cast(kind.value_type)
         kind = kind.value_type
     if pa.types.is_null(kind):
-        return [""] * len(column)
+        return pa.array([""] * len(column), pa.string())
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = column
     elif pa.types.is_floating(kind):
@@ -140,19 +145,21 @@ def arrow_text(column: Any) -> list[str]:
     ):
         text = pc.cast(column, pa.string())
     else:  # nested, binary, durations...: rare, value by value
-        return [value_text(value) for value in column.to_pylist()]
-    return pc.fill_null(text, "").to_pylist()  # type: ignore[no-any-return]
+        return pa.array([value_text(value) for value in column.to_pylist()], pa.string())
+    if text.null_count:
+        text = pc.fill_null(text, "")
+    return text
 
 
-def _float_column(column: Any, pa: Any, pc: Any) -> list[str]:
+def _float_column(column: Any, pa: Any, pc: Any) -> Any:
     finite = pc.is_finite(column)
     whole = pc.and_(pc.equal(pc.floor(column), column), pc.less(pc.abs(column), _INTEGRAL_LIMIT))
     if pc.all(pc.or_kleene(pc.invert(finite), whole)).as_py() is not False:
         # The common case (ids and counts that became floats): whole numbers and gaps.
         present = pc.if_else(finite, column, None)
-        text = pc.cast(pc.cast(present, pa.int64()), pa.string())
-        return pc.fill_null(text, "").to_pylist()  # type: ignore[no-any-return]
-    return ["" if value is None else float_text(value) for value in column.to_pylist()]
+        return pc.fill_null(pc.cast(pc.cast(present, pa.int64()), pa.string()), "")
+    texts = ["" if value is None else float_text(value) for value in column.to_pylist()]
+    return pa.array(texts, pa.string())
 
 
 def _timestamp_column(column: Any, pa: Any, pc: Any) -> Any:
