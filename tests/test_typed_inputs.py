@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import importer
 from importer.edges.tables import table_input
 from importer.edges.typed import arrow_text, float_text, value_text
-from importer.errors import MappingError
+from importer.errors import MappingError, SourceError
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, cli
 
 TEHRAN = dt.timezone(dt.timedelta(hours=3, minutes=30))
@@ -264,3 +264,45 @@ def _without_times(lines: str) -> list[Any]:
             message.pop("time")
         bodies.append(body)
     return bodies
+
+
+def test_jsonl_lines_that_cannot_be_read_are_failure_rows(tmp_path: Path) -> None:
+    path = tmp_path / "users.ndjson"
+    path.write_bytes(
+        b'{"id": "u1", "n": 1}\n'
+        b"\n"
+        b'{"id": "u2", "n": 2.0\n'
+        b'["not", "an", "object"]\n'
+        b'{"id": "u3", "late": {"k": null}}\n'
+        b'{"id": "u4", "n": "\xff"}\n'
+    )
+    failures = tmp_path / "f.csv"
+    mapping = {"user_id": "id", "custom": {"n": {"column": "n", "type": "int"}, "late": "late"}}
+    report = importer.validate(str(path), mapping, failures=failures)
+    assert (report.rows_total, report.rows_valid, report.blank_rows) == (5, 2, 1)
+    rows = importer.failures_frame(failures)
+    assert list(rows["_row"]) == ["3", "4", "6"]
+    assert list(rows["_stage"]) == ["read"] * 3
+    assert "line 3: is not valid JSON" in rows["_error"][0]
+    assert "line 4: is a JSON list, not an object" in rows["_error"][1]
+    assert "line 6: has bytes that are not valid UTF-8" in rows["_error"][2]
+    bodies = importer.preview(str(path), mapping)
+    assert bodies[1]["messages"][0]["customAttributes"] == {"late": '{"k": null}'}
+
+
+def test_unreadable_typed_inputs_are_input_errors(tmp_path: Path) -> None:
+    broken = tmp_path / "cut.parquet"
+    broken.write_bytes(b"PAR1 this is no parquet file")
+    with pytest.raises(SourceError, match="not a readable Parquet file") as caught:
+        importer.validate(str(broken), MAPPING)
+    assert caught.value.exit_code == 3
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(SourceError, match="no JSON objects"):
+        importer.validate(str(empty), MAPPING)
+    with pytest.raises(SourceError, match="collect"):
+        importer.validate(pl.DataFrame({"id": ["a"]}).lazy(), MAPPING)
+    with pytest.raises(SourceError, match="list of dicts"):
+        importer.validate({"id": "a"}, MAPPING)
+    with pytest.raises(SourceError, match="item 2 is a str"):
+        importer.validate([{"id": "a"}, "b"], MAPPING)
