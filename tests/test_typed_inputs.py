@@ -306,3 +306,16 @@ def test_unreadable_typed_inputs_are_input_errors(tmp_path: Path) -> None:
         importer.validate({"id": "a"}, MAPPING)
     with pytest.raises(SourceError, match="item 2 is a str"):
         importer.validate([{"id": "a"}, "b"], MAPPING)
+
+
+@given(
+    st.one_of(
+        st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=1),
+        st.lists(st.one_of(st.none(), st.booleans()), min_size=1),
+        st.lists(st.one_of(st.none(), st.dates()), min_size=1),
+        st.lists(st.one_of(st.none(), st.text()), min_size=1),
+    )
+)
+def test_arrow_columns_are_the_python_values_text(values: list[Any]) -> None:
+    """The column-wise Arrow path and the value-by-value path agree on every value."""
+    assert arrow_text(pa.array(values)) == [value_text(v) for v in values]
