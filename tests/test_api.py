@@ -127,3 +127,27 @@ def test_import_importer_stays_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert json.loads(shown.stdout.replace("'", '"')) == []
+
+
+def test_a_dataframe_run_with_state_resumes_only_the_same_data(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    first = importer.run(
+        _frame(), MAPPING, state=state, failures=tmp_path / "f.csv", **_credentials(sandbox)
+    )
+    assert first.rows_sent == 3
+    again = importer.run(
+        _frame(), MAPPING, state=state, only_changed=True, failures=tmp_path / "f.csv",
+        **_credentials(sandbox),
+    )  # fmt: skip
+    assert again.rows_sent == 0 and again.skipped["unchanged since the last run"] == 3
+    changed = _frame()
+    changed.loc[0, "name"] = "Sara"
+    third = importer.run(
+        changed, MAPPING, state=state, only_changed=True, failures=tmp_path / "f.csv",
+        **_credentials(sandbox),
+    )  # fmt: skip
+    assert third.rows_sent == 1
+    stored = sandbox.user("u1")
+    assert stored is not None and stored["profile"]["firstName"] == "Sara"
