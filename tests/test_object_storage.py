@@ -207,3 +207,62 @@ def test_resume_after_a_kill_and_refuse_a_changed_object(
     assert_no_traceback(finished)
     assert finished.returncode == 0, finished.stderr
     assert set(stored_ids(sb)) == wanted
+
+
+def test_csv_and_gzip_csv_resume_after_a_kill_with_every_row_once(
+    s3: S3, make_sandbox: Callable[..., Sandbox], tmp_path: Path
+) -> None:
+    rows = list(customer_rows(2000, seed=4, invalid_rate=0.0))
+    others = [[f"J{row[0]}", *row[1:]] for row in rows[:500]]
+    s3.put("mixed/a/users.csv.gz", gzip.compress(_csv_bytes(rows)))
+    s3.put("mixed/b/users.csv", _csv_bytes(others))
+    s3.put("mixed/c/users.jsonl", _jsonl_bytes([[f"K{r[0]}", *r[1:]] for r in rows[:100]]))
+    wanted = (
+        _ids_of(tmp_path, "a.csv", rows)
+        | _ids_of(tmp_path, "b.csv", others)
+        | _ids_of(tmp_path, "c.csv", [[f"K{r[0]}", *r[1:]] for r in rows[:100]])
+    )
+    sb = make_sandbox("--latency-ms", "5")
+    env = {**os.environ, **s3.env(), **credentials(sb)}
+    command = [
+        sys.executable, "-m", "importer", "run", f"s3://{BUCKET}/mixed/*/users.*",
+        "-m", str(SAMPLE_MAPPING), "--state", str(tmp_path / "state.db"), "--no-progress",
+        "--concurrency", "4", "--failures", str(tmp_path / "failures.csv"),
+        "--summary-json", str(tmp_path / "summary.json"),
+    ]  # fmt: skip
+    _run_until_killed(command, env, sb, 400)
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert_no_traceback(resumed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    ids = stored_ids(sb)
+    assert len(ids) == len(set(ids)) == len(wanted)
+    assert set(ids) == wanted
+    assert summary(tmp_path)["rows_sent"] == 2600
+
+
+def test_a_csv_object_reads_as_the_same_file_on_disk(s3: S3, tmp_path: Path) -> None:
+    """Sniffing, malformed rows and line numbers are the local reader's own."""
+    body = (
+        "customer_id;name;email\nC1;سارا;a@example.com\nC2;علي;b@example.com;extra\n"
+        "\nC3;Neda;c@example.com\n"
+    )
+    s3.put("semi/users.csv", body.encode("cp1256"))  # a legacy Persian export
+    local = tmp_path / "users.csv"
+    local.write_bytes(body.encode("cp1256"))
+    mapping = tmp_path / "users.yaml"
+    mapping.write_text("user_id: customer_id\nfields:\n  firstName: name\n  email: email\n")
+    shown = []
+    for source in (f"s3://{BUCKET}/semi/users.csv", str(local)):
+        result = cli(
+            "validate", source, "-m", mapping, "--failures", tmp_path / "f.csv",
+            "--summary-json", tmp_path / "s.json", cwd=tmp_path, env=s3.env(),
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        data = json.loads((tmp_path / "s.json").read_text())
+        rows = (tmp_path / "f.csv").read_text(encoding="utf-8-sig")
+        shown.append((data["rows_total"], data["blank_rows"], dict(data["reasons"]), rows))
+    assert shown[0] == shown[1]
+    assert "line 3: has 4 fields but the header has 3" in shown[0][3]
+    assert "علي" in shown[0][3]
+    assert shown[0][:2] == (3, 1)

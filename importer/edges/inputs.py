@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from importer.edges import remote
-from importer.edges.readers import Source, open_source
+from importer.edges.readers import Source, open_source, open_stored_csv
 from importer.edges.state import input_fingerprint
 from importer.edges.tables import JSONL_SUFFIXES, PARQUET_SUFFIXES, open_jsonl, open_parquet
 from importer.errors import SourceError
@@ -52,11 +52,10 @@ def open_input(
             return open_parquet(path, lambda: remote.open_binary(path), found.size)
         if kind == "jsonl":
             return open_jsonl(path, lambda: remote.open_binary(path), found.size, found.identity())
-        raise SourceError(
-            path,
-            "CSV and Excel files are read from local disk only in this version",
-            "Copy the file locally, or store the data as Parquet or JSON Lines.",
-        )
+        return open_stored_csv(
+            path, lambda: remote.open_binary(path), found.size,
+            encoding=encoding, delimiter=delimiter, header_row=header_row,
+        )  # fmt: skip
     if kind == "sheet":
         return open_source(
             path, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row

@@ -16,7 +16,7 @@ import re
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
@@ -157,11 +157,46 @@ def _csv_member(file: Path, name: str, sheet: str | int | None) -> str | None:
 # --- CSV -----------------------------------------------------------------------------
 
 
-def _open_binary(file: Path, member: str | None = None) -> tuple[IO[bytes], IO[bytes]]:
+@dataclass(frozen=True)
+class _Stored:
+    """A file in object storage: ``open`` streams it (see ``edges.remote``)."""
+
+    url: str
+    open: Callable[[], IO[bytes]]
+
+
+def open_stored_csv(
+    url: str,
+    opener: Callable[[], IO[bytes]],
+    size: int,
+    *,
+    encoding: str = "auto",
+    delimiter: str = "auto",
+    header_row: int = 1,
+) -> Source:
+    """A CSV (gzip or not) in object storage, streamed through ``opener`` and read
+    exactly as a local one: the same sniffing, malformed rows and line numbers."""
+    with opener() as probe:
+        head = probe.read(4096)
+    if size == 0:
+        raise SourceError(url, "the object is empty", "Export the data again; it has no bytes.")
+    if head.startswith((b"\xd0\xcf\x11\xe0", b"PK\x03\x04")):
+        raise SourceError(
+            url,
+            "Excel workbooks and zip archives are read from local disk only",
+            "Copy the file locally, or store the data as CSV, Parquet or JSON Lines.",
+        )
+    sniff.refuse_non_tabular(url, head)
+    return _open_csv(_Stored(url, opener), url, size, encoding, delimiter, header_row)
+
+
+def _open_binary(file: Path | _Stored, member: str | None = None) -> tuple[IO[bytes], IO[bytes]]:
     """The byte stream (decompressed if gzip or zipped) and the stream progress is
     measured on."""
     raw: IO[bytes]
-    if member is not None:
+    if isinstance(file, _Stored):
+        raw = file.open()
+    elif member is not None:
         archive = zipfile.ZipFile(file)  # closed with the member stream below
         raw = archive.open(member)
         archive.close()  # the member stream keeps the file open until it is closed
@@ -245,7 +280,7 @@ class _Lines:
 
 
 def _open_csv(
-    file: Path,
+    file: Path | _Stored,
     name: str,
     size: int,
     encoding: str,
@@ -257,7 +292,7 @@ def _open_csv(
     note = ""
     try:
         sample = stream.read(SAMPLE_BYTES)
-        if member is not None:
+        if member is not None and isinstance(file, Path):
             size = max(size, _member_size(file, member))
         sniff.refuse_non_tabular(name, sample[:4096])
         _refuse_binary(name, sample, encoding)
@@ -383,7 +418,7 @@ class _Position:
 class _Dialect:
     """What both CSV record readers need to know."""
 
-    file: Path
+    file: Path | _Stored
     encoding: str
     delimiter: str
     width: int
