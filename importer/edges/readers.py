@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from importer.core.convert import WHITESPACE
 from importer.edges import encoding as encodings
@@ -36,10 +36,15 @@ from importer.edges.source import (
 )
 from importer.errors import SourceError
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 __all__ = [
+    "Marks",
     "ReadStats",
     "Record",
     "Source",
+    "Span",
     "detect_encoding",
     "excel_cell_text",
     "is_failure_header",
@@ -61,8 +66,15 @@ def open_source(
     encoding: str = "auto",
     delimiter: str = "auto",
     header_row: int = 1,
+    span: Span | None = None,
+    marks: Marks | None = None,
 ) -> Source:
-    """Open a CSV-like or Excel file; raises SourceError when it cannot be read at all."""
+    """Open a CSV-like or Excel file; raises SourceError when it cannot be read at all.
+
+    For a plain CSV file (not compressed, not in a zip archive): ``span`` reads only the
+    records of one byte range (see ``importer.edges.csv_partitions``), and ``marks``
+    records clean record starts as the records are read.
+    """
     name = str(path)
     file = Path(path)
     if not file.exists():
@@ -95,7 +107,9 @@ def open_source(
         return open_excel(file, name, size, sheet, header_row)
     if file.suffix.lower() in EXCEL_SUFFIXES:
         return open_excel(file, name, size, sheet, header_row)
-    return _open_csv(file, name, size, encoding, delimiter, header_row)
+    if span is not None and head.startswith(b"\x1f\x8b"):
+        raise SourceError(name, "a compressed file cannot be read from a byte offset")
+    return _open_csv(file, name, size, encoding, delimiter, header_row, span=span, marks=marks)
 
 
 def list_sheets(path: str | Path) -> list[str]:
@@ -287,6 +301,8 @@ def _open_csv(
     delimiter: str,
     header_row: int,
     member: str | None = None,
+    span: Span | None = None,
+    marks: Marks | None = None,
 ) -> Source:
     stream, raw = _open_binary(file, member)
     note = ""
@@ -334,7 +350,14 @@ def _open_csv(
         bytes_read=dialect.position.tell,
     )
     dialect.width, dialect.stats = len(header), source.stats
-    records = _csv_records(dialect, header_lines + 1)
+    dialect.marks = marks
+    if marks is not None:
+        marks.first_line = header_lines + 1
+    if span is None:
+        records = _csv_records(dialect, header_lines + 1)
+    else:
+        dialect.span = span
+        records = _csv_records(dialect, span.line, span.rows)
     if failure_file:
         source.header, source.display_header, records = strip_report_columns(
             header, display, records
@@ -401,6 +424,69 @@ _SURROGATE_ESCAPE = codecs.lookup_error("surrogateescape")
 codecs.register_error("metrix-escape", _count_and_escape)
 
 
+@dataclass(frozen=True)
+class Span:
+    """A byte range of a plain CSV file, read on its own.
+
+    ``start`` is the offset of physical line ``line``, where the whole-file read starts
+    a record with ``rows`` data rows before it and nothing read ahead; ``end`` is such
+    an offset too (None: the end of the file). Reading the range then yields exactly
+    the records, with the same row numbers, that the whole-file read yields there.
+    """
+
+    start: int
+    end: int | None
+    line: int
+    rows: int
+
+
+class Marks:
+    """Clean record starts seen by the record readers, every ``every`` data rows:
+    (physical line, data rows before it), where no line has been read ahead."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.due = every  # the row count at which the next start is recorded
+        self.first_line = 1  # the first data line (set when the header is read)
+        self.points: list[tuple[int, int]] = []
+
+    def add(self, line: int, rows: int) -> int:
+        if not self.points or line > self.points[-1][0]:
+            self.points.append((line, rows))
+        self.due = rows + self.every
+        return self.due
+
+
+_NEVER = 1 << 62  # no marks wanted: a row count never reached
+
+
+def _mark(marks: Marks | None, line: int, rows: int, due: int, clean: bool = True) -> int:
+    """Note a record start if one is due and it is clean; the row count to try next at."""
+    if rows < due or marks is None or not clean:
+        return due
+    return marks.add(line, rows)
+
+
+class _Range(io.RawIOBase):
+    """The bytes of a file up to a span's end, then end of file."""
+
+    def __init__(self, raw: IO[bytes], span: Span) -> None:
+        self._raw = raw
+        self._left = (span.end or 0) - span.start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        if self._left <= 0:
+            return 0
+        with memoryview(buffer) as view:
+            got = self._raw.readinto(view[: self._left])  # type: ignore[attr-defined]
+        got = int(got or 0)
+        self._left -= got
+        return got
+
+
 class _Position:
     """Bytes read of the file being read (for progress), across reader switches."""
 
@@ -425,15 +511,27 @@ class _Dialect:
     stats: ReadStats
     position: _Position
     member: str | None = None  # the CSV inside a zip archive
+    span: Span | None = None  # read only this byte range
+    marks: Marks | None = None  # record clean record starts here
 
     def open_text(
         self, first_line: int, errors: str = "metrix-escape"
     ) -> tuple[IO[str], IO[bytes]] | None:
         """The text from physical line ``first_line`` on; None when the file ends first."""
-        stream, raw = _open_binary(self.file, self.member)
+        span, encoding, skip = self.span, self.encoding, first_line - 1
+        if span is None:
+            stream, raw = _open_binary(self.file, self.member)
+        else:
+            assert isinstance(self.file, Path), "spans are planned for local files only"
+            raw = open(self.file, "rb")  # noqa: SIM115 - closed by the records generator
+            raw.seek(span.start)
+            stream = raw if span.end is None else io.BufferedReader(_Range(raw, span))
+            # Past the first bytes a BOM is not stripped: U+FEFF opening a line is text.
+            encoding = "utf-8" if encoding == "utf-8-sig" else encoding
+            skip = first_line - span.line
         self.position.raw = raw
-        text = io.TextIOWrapper(stream, encoding=self.encoding, errors=errors, newline="")
-        for _ in range(first_line - 1):
+        text = io.TextIOWrapper(stream, encoding=encoding, errors=errors, newline="")
+        for _ in range(skip):
             if not text.readline():
                 raw.close()
                 return None
@@ -495,18 +593,18 @@ def _read_header(dialect: _Dialect, name: str, header_row: int) -> tuple[list[st
         raw.close()
 
 
-def _csv_records(dialect: _Dialect, first_line: int) -> Iterator[Record]:
-    """Records from ``first_line`` on: the fast reader while the file is plain, the
-    careful one from the first record that is not (spans lines, does not parse, has
-    undecodable bytes) to the end."""
-    handoff = yield from _fast_records(dialect, first_line)
+def _csv_records(dialect: _Dialect, first_line: int, rows: int = 0) -> Iterator[Record]:
+    """Records from ``first_line`` on (``rows`` data rows before it): the fast reader
+    while the file is plain, the careful one from the first record that is not (spans
+    lines, does not parse, has undecodable bytes) to the end."""
+    handoff = yield from _fast_records(dialect, first_line, rows)
     if handoff is not None:
         line, number = handoff
         yield from _careful_records(dialect, line, number)
 
 
 def _fast_records(
-    dialect: _Dialect, first_line: int
+    dialect: _Dialect, first_line: int, rows: int
 ) -> Generator[Record, None, tuple[int, int] | None]:
     """csv.reader straight over the file: one C call per record.
 
@@ -522,10 +620,14 @@ def _fast_records(
     # strict: a bare quote inside a quoted field hands the record to the careful
     # reader, which reports it instead of reading it changed.
     reader = csv.reader(text, delimiter=dialect.delimiter, strict=True)
-    number = 0
+    number = rows
     seen = 0  # lines consumed so far
+    marks = dialect.marks
+    due = _NEVER if marks is None else marks.due
     try:
         while True:
+            if number >= due:
+                due = _mark(marks, first_line + seen, number, due)
             try:
                 row = next(reader)
             except StopIteration:
@@ -586,8 +688,12 @@ def _careful_records(dialect: _Dialect, first_line: int, number: int) -> Iterato
         dialect.delimiter,
     )
     line_no = first_line - 1  # physical line of the last line consumed
+    marks = dialect.marks
+    due = _NEVER if marks is None else marks.due
     try:
         while True:
+            # A start is noted only where no line is pending: none is read ahead.
+            due = _mark(marks, line_no + 1, number, due, clean=not lines.pending)
             lines.consumed.clear()
             start = line_no + 1
             try:
