@@ -122,6 +122,23 @@ def run_output_options(command: F) -> F:
 @connection_options
 @run_output_options
 @workers_option
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: this machine; dask: the partitions of the inputs are read, mapped "
+    "and sent by the workers of a Dask cluster (pip install "
+    "'metrix-importer[dask]').",
+)
+@click.option(
+    "--scheduler",
+    metavar="URL",
+    help="With --engine dask: the address of a running scheduler "
+    "(tcp://HOST:8786); without it a local cluster of --workers processes "
+    "(default 2) is started and stopped by the run.",
+)
+@click.option("--partition-rows", default=100_000, hidden=True, type=click.IntRange(min=1))
 @friendly_errors
 def run(
     sources: tuple[str, ...],
@@ -150,6 +167,9 @@ def run(
     progress_interval: float,
     grace_seconds: float,
     workers: int | None,
+    engine: str,
+    scheduler: str | None,
+    partition_rows: int,
     **reader: Any,
 ) -> None:
     """Send every valid row of SOURCES (files or quoted globs) to Metrix, one user per
@@ -180,11 +200,20 @@ def run(
         progress_interval=progress_interval,
         report=Path(report) if report else None,
     )
-    result = run_job(
-        sources, configure(mapping_path, **reader), options, outputs,
-        retry=RetryPolicy(max_retries=max_retries), duplicates=duplicates,
-        state_path=state_path, restart=restart, workers=workers, allow_insecure=allow_insecure,
-    )  # fmt: skip
+    mapping = configure(mapping_path, **reader)
+    retry = RetryPolicy(max_retries=max_retries)
+    if engine == "dask":
+        result = _run_on_dask(sources, mapping, options, outputs, retry, duplicates,
+                              state_path, scheduler, workers, partition_rows,
+                              allow_insecure)  # fmt: skip
+    else:
+        if scheduler:
+            raise click.UsageError("--scheduler is for --engine dask.")
+        result = run_job(
+            sources, mapping, options, outputs, retry=retry, duplicates=duplicates,
+            state_path=state_path, restart=restart, workers=workers,
+            allow_insecure=allow_insecure,
+        )  # fmt: skip
     for note in result.notes:
         click.echo(note)
     click.echo(result.summary.render())
@@ -197,6 +226,33 @@ def _given_on_command_line(name: str) -> bool:
     """Whether option ``name`` came from the command line (not the environment)."""
     source = click.get_current_context().get_parameter_source(name)
     return source is click.core.ParameterSource.COMMANDLINE
+
+
+def _run_on_dask(
+    sources: tuple[str, ...],
+    mapping: Any,
+    options: Any,
+    outputs: Any,
+    retry: Any,
+    duplicates: str,
+    state_path: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    partition_rows: int,
+    allow_insecure: bool,
+) -> Any:
+    from importer.engine.cluster import Cluster, run_on_cluster
+
+    if state_path or options.only_changed:
+        raise click.UsageError(
+            "--state and --only-changed cannot be used with --engine dask yet; "
+            "run on one machine (--engine local) to resume or send only changes."
+        )
+    if scheduler and workers is not None:
+        raise click.UsageError("give --scheduler or --workers, not both.")
+    cluster = Cluster(scheduler, workers or 2, partition_rows)
+    return run_on_cluster(sources, mapping, options, outputs, cluster, retry=retry,
+                          duplicates=duplicates, allow_insecure=allow_insecure)  # fmt: skip
 
 
 @main.command(epilog=EXIT_CODES_HELP)

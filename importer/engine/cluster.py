@@ -1,0 +1,326 @@
+"""``run --engine dask``: the same run, its partitions read, mapped and sent by the
+workers of a Dask cluster.
+
+The coordinator (this process) checks everything as a single-machine run does, finds
+duplicates with the same id pass, and cuts the inputs into partitions: a CSV file into
+byte ranges that start at record starts (``importer.edges.csv_partitions``), every
+other input (a workbook sheet, a compressed file) whole. Each worker reads its
+partition itself and runs it through the same reading, mapping, runner and transport
+as a single-machine run, counting into its own ``Tally``; it returns the counts and
+the rows for the failure and warnings files. The coordinator adds them up in input
+order and writes the one failure CSV, the one warnings file and the one summary.
+
+Not yet: ``--state`` and ``--only-changed`` (the state would have to live with the
+coordinator), and one ``--rate`` for the whole cluster (each worker paces itself).
+Dask is imported only here, and only when a run asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from importer.core.config import Mapping
+from importer.edges.csv_partitions import CsvPlan, open_partition, plan_csv
+from importer.edges.duplicates import DuplicatePlan
+from importer.edges.progress import NoProgress
+from importer.edges.readers import Source
+from importer.edges.report import FailureWriter, Summary, warnings_path
+from importer.edges.transport import HttpTransport
+from importer.engine.inputs import Input, Job, expand_inputs
+from importer.engine.pipeline import run_start_millis
+from importer.engine.run import JobResult, Outputs, advice, exit_code, pacing_summary
+from importer.engine.runner import Runner, SendOptions
+from importer.engine.sending import Abort, AbortCode, RetryPolicy
+from importer.engine.tally import Tally
+from importer.engine.usage import check_run
+from importer.errors import UsageProblem
+
+log = logging.getLogger("metrix_importer")
+
+# (row, stage, error, cells, source label): one line of the failure or warnings file.
+ReportRow = tuple[int, str, str, list[str], str]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where to run: a running scheduler's address, or a local cluster of ``workers``
+    processes started and stopped by the run."""
+
+    scheduler: str | None = None
+    workers: int = 2
+    rows_per_partition: int = 100_000
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One partition: an input and, for a CSV file that was split, which span of it."""
+
+    item: Input
+    plan: CsvPlan | None = None
+    index: int | None = None
+
+    def describe(self) -> str:
+        if self.plan is None or self.index is None:
+            return f"{self.item.path} (whole)"
+        return f"{self.item.path} (part {self.index + 1} of {len(self.plan.parts)})"
+
+
+@dataclass
+class PieceResult:
+    """What a worker reports for its partition."""
+
+    summary: Summary
+    failures: list[ReportRow] = field(default_factory=list)
+    warned: list[ReportRow] = field(default_factory=list)
+    abort: tuple[str, str] | None = None  # (AbortCode value, reason)
+    requests: int = 0
+    retries: int = 0
+    status_counts: Counter[str] = field(default_factory=Counter)
+
+
+def run_on_cluster(
+    patterns: Sequence[str],
+    mapping: Mapping,
+    options: SendOptions,
+    outputs: Outputs,
+    cluster: Cluster,
+    *,
+    retry: RetryPolicy | None = None,
+    duplicates: str = "last",
+    allow_insecure: bool = False,
+    client: Any = None,
+) -> JobResult:
+    """Import the inputs on a Dask cluster (``client``, a ``distributed.Client``, or one
+    made from ``cluster``)."""
+    started = time.monotonic()
+    check_run(options, mapping, duplicates=duplicates, state_path=None,
+              allow_insecure=allow_insecure)  # fmt: skip
+    if options.rate is not None:
+        raise UsageProblem(
+            "--rate cannot be used with --engine dask yet: each worker would keep the rate "
+            "on its own, so the cluster would send N times faster. Leave --rate out (each "
+            "worker then paces itself by the endpoint's answers), or run on one machine."
+        )
+    job = Job(expand_inputs(patterns, mapping), mapping, run_start_millis())
+    plan = job.duplicate_plan(duplicates)
+    pieces = list(_pieces(job, cluster.rows_per_partition))
+    log.info("%d partitions for %d input(s)", len(pieces), len(job.inputs))
+    with _client(cluster, client) as dask:
+        if "dashboard" in dask.scheduler_info().get("services", {}):
+            log.warning("Dask dashboard: %s", dask.dashboard_link)
+        futures = [
+            dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
+                        job.run_time_ms, _for_label(plan, piece.item.label), pure=False)
+            for piece in pieces
+        ]  # fmt: skip
+        results: list[PieceResult] = dask.gather(futures)
+    return _conclude(job, results, plan, options, outputs, patterns, started)
+
+
+def run_piece(
+    piece: Piece,
+    mapping: Mapping,
+    options: SendOptions,
+    retry: RetryPolicy,
+    run_time_ms: int,
+    duplicates: DuplicatePlan,
+) -> PieceResult:
+    """On a worker: read, map and send one partition as a single-machine run would."""
+    job = _PieceJob(piece, mapping, run_time_ms)
+    try:
+        job.start_workers(0, encode=not options.dry_run)  # the cluster is the parallelism
+        summary = Summary(mode="dry-run" if options.dry_run else "run")
+        failures, warned = _Collected(), _Collected()
+        tally = Tally(summary, failures, None, warned)
+        reading = job.reading(None, duplicates)
+        runner = asyncio.run(_drive(options, retry, tally, reading))
+        summary.blank_rows = reading.blank_rows
+        summary.warnings.update(job.warnings())
+    finally:
+        job.close()
+    result = PieceResult(summary, failures.rows, warned.rows)
+    if runner.abort is not None:
+        result.abort = (runner.abort.code.value, runner.abort.reason)
+    stats = runner.sender.stats if runner.sender is not None else None
+    if stats is not None:
+        result.requests, result.retries = stats.requests, stats.retries
+        result.status_counts.update(stats.status_counts)
+    return result
+
+
+async def _drive(options: SendOptions, retry: RetryPolicy, tally: Tally, reading: Any) -> Runner:
+    if options.dry_run:
+        runner = Runner(options, tally, None, progress=NoProgress())
+        await runner.run(reading, reading.leftovers(), reading.fraction)
+        return runner
+    async with HttpTransport(options.endpoint, options.app_id, options.api_key,
+                             options.senders, options.timeout) as transport:  # fmt: skip
+        runner = Runner(options, tally, transport, retry=retry, progress=NoProgress())
+        await runner.run(reading, reading.leftovers(), reading.fraction)
+    return runner
+
+
+class _PieceJob(Job):
+    """A job of one input whose records are those of one partition."""
+
+    def __init__(self, piece: Piece, mapping: Mapping, run_time_ms: int) -> None:
+        self.piece = piece
+        super().__init__([piece.item], mapping, run_time_ms)
+
+    def open(self, item: Input) -> Source:
+        if self.piece.plan is None:
+            return super().open(item)
+        return open_partition(self.piece.plan, self.piece.index)
+
+
+class _Collected(FailureWriter):
+    """Report rows kept in memory, for the coordinator to write."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("unused"), [])
+        self.rows: list[ReportRow] = []
+
+    def write(
+        self, row: int | str, stage: str, error: str, cells: list[str], source: str = ""
+    ) -> None:
+        self.rows.append((int(row), stage, error, list(cells), source))
+        self.count += 1
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _pieces(job: Job, rows_per_partition: int) -> Iterator[Piece]:
+    """A CSV file's byte ranges, or the whole input."""
+    source = job.mapping.source
+    for item in job.inputs:
+        if item.sheet is not None or _kind(job, item) != "csv":
+            yield Piece(item)
+            continue
+        plan = plan_csv(item.path, encoding=source.encoding, delimiter=source.delimiter,
+                        header_row=source.header_row,
+                        rows_per_partition=rows_per_partition)  # fmt: skip
+        if not plan.parts:
+            log.info("%s is one partition: %s", item.path, plan.reason)
+            yield Piece(item)
+            continue
+        for index in range(len(plan.parts)):
+            yield Piece(item, plan, index)
+
+
+def _kind(job: Job, item: Input) -> str:
+    opened = job.open(item)
+    close = getattr(opened.records, "close", None)
+    if close is not None:
+        close()
+    return opened.kind
+
+
+def _for_label(plan: DuplicatePlan, label: str) -> DuplicatePlan:
+    """The part of the duplicate plan a partition of ``label`` needs."""
+    mine = DuplicatePlan(plan.policy)
+    if label in plan.skip:
+        mine.skip[label] = plan.skip[label]
+    if label in plan.error:
+        mine.error[label] = plan.error[label]
+    return mine
+
+
+class _client:
+    """The given client, or one on a scheduler's address, or on a local cluster."""
+
+    def __init__(self, cluster: Cluster, given: Any) -> None:
+        self.cluster, self.given = cluster, given
+        self.owned: list[Any] = []
+
+    def __enter__(self) -> Any:
+        if self.given is not None:
+            return self.given
+        try:
+            distributed: Any = importlib.import_module("distributed")
+        except ImportError:
+            raise UsageProblem(
+                "--engine dask needs Dask: pip install 'metrix-importer[dask]'"
+            ) from None
+        if self.cluster.scheduler:
+            client = distributed.Client(self.cluster.scheduler)
+        else:
+            local = distributed.LocalCluster(n_workers=self.cluster.workers, threads_per_worker=1,
+                                 processes=True, dashboard_address=None)  # fmt: skip
+            self.owned.append(local)
+            client = distributed.Client(local)
+        self.owned.insert(0, client)
+        return client
+
+    def __exit__(self, *exc: object) -> None:
+        for thing in self.owned:
+            thing.close()
+
+
+def _conclude(
+    job: Job,
+    results: list[PieceResult],
+    plan: DuplicatePlan,
+    options: SendOptions,
+    outputs: Outputs,
+    patterns: Sequence[str],
+    started: float,
+) -> JobResult:
+    """Add the partitions' results up, in input order, into the one set of reports."""
+    mode = "dry-run" if options.dry_run else "run"
+    summary = Summary(mode=mode, source=", ".join(patterns), encoding=job.encoding)
+    failures = job.failure_writer(outputs.failures)
+    listed = job.failure_writer(warnings_path(outputs.failures))
+    abort: Abort | None = None
+    requests = retries = 0
+    statuses: Counter[str] = Counter()
+    try:
+        for result in results:
+            _add(summary, result.summary)
+            for row, stage, error, cells, source in result.failures:
+                failures.write(row, stage, error, cells, source)
+            for row, stage, error, cells, source in result.warned:
+                listed.write(row, stage, error, cells, source)
+            if result.abort is not None and abort is None:
+                abort = Abort(result.abort[1], AbortCode(result.abort[0]))
+            requests, retries = requests + result.requests, retries + result.retries
+            statuses.update(result.status_counts)
+    finally:
+        failures.close()
+        listed.close()
+    summary.failures_path = str(outputs.failures) if failures.count else None
+    summary.warnings_path = str(listed.path) if listed.count else None
+    summary.duration_seconds = time.monotonic() - started
+    summary.extra.update(
+        requests=requests, retries=retries, status_counts=dict(sorted(statuses.items())),
+        users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
+        aborted=None if abort is None else abort.reason, duplicates=plan.as_dict(),
+        pacing=pacing_summary(None), engine="dask", partitions=len(results),
+    )  # fmt: skip
+    if outputs.summary_json is not None:
+        summary.write_json(outputs.summary_json)
+    return JobResult(summary, exit_code(summary, abort), advice(abort, summary, job.mapping))
+
+
+def _add(total: Summary, part: Summary) -> None:
+    total.rows_total += part.rows_total
+    total.rows_valid += part.rows_valid
+    total.rows_invalid += part.rows_invalid
+    total.rows_sent += part.rows_sent
+    total.rows_failed += part.rows_failed
+    total.rows_skipped += part.rows_skipped
+    total.blank_rows += part.blank_rows
+    total.reasons.update(part.reasons)
+    total.skipped.update(part.skipped)
+    total.warnings.update(part.warnings)

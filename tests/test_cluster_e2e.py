@@ -1,0 +1,102 @@
+"""``run --engine dask`` on a local cluster of 2 worker processes, against the sandbox:
+the same inputs give what a single-machine run gives."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, SAMPLE_XLSX, assert_no_traceback, cli
+from tests.e2e import failure_rows, run_cli, stored_ids, summary
+from tests.sandbox_helpers import MakeSandbox, Sandbox
+
+pytestmark = pytest.mark.e2e  # runs the CLI, the sandbox and a Dask cluster as processes
+
+COUNTS = ("rows_total", "rows_valid", "rows_invalid", "rows_sent", "rows_failed",
+          "rows_skipped", "blank_rows", "reasons", "skipped_reasons", "warnings")  # fmt: skip
+
+
+def _messages(sb: Sandbox) -> dict[str, Any]:
+    """Every stored message, body included, by id."""
+    sb.stats()  # flushes the sandbox's write buffer
+    with sqlite3.connect(sb.db_path) as db:
+        query = "SELECT id, custom_user_id, type, time, raw FROM messages"
+        return {row[0]: row[1:] for row in db.execute(query)}
+
+
+def _profile(sb: Sandbox, user: str) -> dict[str, Any]:
+    found = sb.user(user)
+    assert found is not None
+    profile: dict[str, Any] = found["profile"]
+    return profile
+
+
+def _input(tmp_path: Path) -> Path:
+    """The sample with a city written over two quoted lines, a blank line, and a
+    customer repeated at the end (the last row wins)."""
+    lines = SAMPLE_CSV.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[1] = lines[1].replace(",تهران,", ',"تهران\nشمال",', 1)
+    assert "\n" in lines[1].rstrip("\n")
+    repeated = lines[3].replace("Leila", "Leyla", 1)
+    path = tmp_path / "customers.csv"
+    path.write_text("".join([*lines[:100], "\n", *lines[100:], repeated]), encoding="utf-8")
+    return path
+
+
+def test_a_dask_run_stores_and_reports_what_a_single_machine_run_does(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    data = _input(tmp_path)
+    local_dir, dask_dir = tmp_path / "local", tmp_path / "dask"
+    local_dir.mkdir()
+    dask_dir.mkdir()
+    local_sb, dask_sb = make_sandbox(), make_sandbox()
+    # The workbook holds the same customers: the CSV's rows, read last, win.
+    sources = (SAMPLE_XLSX, data, "-m", SAMPLE_MAPPING)
+    local = run_cli(local_sb, local_dir, *sources)
+    clustered = run_cli(dask_sb, dask_dir, *sources, "--engine", "dask", "--workers", "2",
+                        "--partition-rows", "40", timeout=300)  # fmt: skip
+    assert_no_traceback(clustered)
+    assert (local.returncode, clustered.returncode) == (1, 1), clustered.stderr
+    local_summary, dask_summary = summary(local_dir), summary(dask_dir)
+    assert dask_summary["partitions"] == 9  # 302 records of the CSV in 8 ranges, the sheet
+    assert {k: dask_summary[k] for k in COUNTS} == {k: local_summary[k] for k in COUNTS}
+    assert dask_summary["rows_skipped"] > 0  # duplicates across files and partitions
+    assert sorted(stored_ids(dask_sb)) == sorted(stored_ids(local_sb))
+    assert _messages(dask_sb) == _messages(local_sb)
+    assert _profile(dask_sb, "C0000003")["firstName"] == "Leyla"
+    assert _profile(dask_sb, "C0000001")["city"] == "تهران\nشمال"
+
+    def rows(folder: Path) -> Counter[tuple[str, ...]]:
+        return Counter(tuple(row.values()) for row in failure_rows(folder / "failures.csv"))
+
+    assert rows(dask_dir) == rows(local_dir) and sum(rows(dask_dir).values()) > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (("--engine", "dask", "--rate", "300"), "--rate cannot be used with --engine dask yet"),
+        (("--engine", "dask", "--state", "s.db"), "--state and --only-changed cannot be used"),
+        (("--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"),
+         "give --scheduler or --workers, not both"),
+        (("--scheduler", "tcp://127.0.0.1:1"), "--scheduler is for --engine dask"),
+    ],
+)  # fmt: skip
+def test_what_the_dask_engine_does_not_do_yet_is_refused_before_anything_starts(
+    tmp_path: Path, options: tuple[str, ...], said: str
+) -> None:
+    env = {
+        "METRIX_APP_ID": "app",
+        "METRIX_API_KEY": "key",
+        "METRIX_ENDPOINT": "http://127.0.0.1:9/",
+    }
+    result = cli("run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, *options, cwd=tmp_path, env=env)
+    assert_no_traceback(result)
+    assert result.returncode == 2
+    assert said in result.stderr
+    assert not (tmp_path / "s.db").exists()
