@@ -77,10 +77,31 @@ def test_a_dask_run_stores_and_reports_what_a_single_machine_run_does(
     assert rows(dask_dir) == rows(local_dir) and sum(rows(dask_dir).values()) > 0
 
 
+def test_one_rate_holds_for_the_whole_cluster(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    """2 workers at --rate 40: the requests arrive 40 a second in all, not 40 each. The
+    check is a lower bound on the time the requests took to arrive, which a loaded
+    machine can only make longer."""
+    sb = make_sandbox()
+    data = tmp_path / "in.csv"
+    data.write_text("id,email\n" + "".join(f"r{i},u{i}@x.io\n" for i in range(120)))
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("user_id: id\nfields: {email: email}\n")
+    result = run_cli(sb, tmp_path, data, "-m", mapping, "--engine", "dask", "--workers", "2",
+                     "--partition-rows", "20", "--rate", "40", timeout=300)  # fmt: skip
+    assert_no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    assert summary(tmp_path)["partitions"] == 6
+    sb.stats()  # flushes the sandbox's write buffer
+    with sqlite3.connect(sb.db_path) as db:
+        arrived = sorted(row[0] for row in db.execute("SELECT received_at FROM messages"))
+    assert len(arrived) == 120
+    # 120 requests at 40/s take 119/40 = 2.98 s; at 40/s per worker they would take half.
+    assert arrived[-1] - arrived[0] >= 0.9 * 119 / 40
+
+
 @pytest.mark.parametrize(
     ("options", "said"),
     [
-        (("--engine", "dask", "--rate", "300"), "--rate cannot be used with --engine dask yet"),
         (("--engine", "dask", "--state", "s.db"), "--state and --only-changed cannot be used"),
         (("--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"),
          "give --scheduler or --workers, not both"),

@@ -10,8 +10,10 @@ as a single-machine run, counting into its own ``Tally``; it returns the counts 
 the rows for the failure and warnings files. The coordinator adds them up in input
 order and writes the one failure CSV, the one warnings file and the one summary.
 
-Not yet: ``--state`` and ``--only-changed`` (the state would have to live with the
-coordinator), and one ``--rate`` for the whole cluster (each worker paces itself).
+``--rate`` holds for the whole cluster: a ``PaceKeeper`` actor hands out start times
+(``importer.engine.shared_pace``), and a Retry-After one worker gets holds the others'
+next requests too. Not yet: ``--state`` and ``--only-changed`` (the state would have
+to live with the coordinator).
 Dask is imported only here, and only when a run asks for it.
 """
 
@@ -39,6 +41,7 @@ from importer.engine.pipeline import run_start_millis
 from importer.engine.run import JobResult, Outputs, advice, exit_code, pacing_summary
 from importer.engine.runner import Runner, SendOptions
 from importer.engine.sending import Abort, AbortCode, RetryPolicy
+from importer.engine.shared_pace import PaceKeeper, SharedPacer
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
 from importer.errors import UsageProblem
@@ -103,12 +106,6 @@ def run_on_cluster(
     started = time.monotonic()
     check_run(options, mapping, duplicates=duplicates, state_path=None,
               allow_insecure=allow_insecure)  # fmt: skip
-    if options.rate is not None:
-        raise UsageProblem(
-            "--rate cannot be used with --engine dask yet: each worker would keep the rate "
-            "on its own, so the cluster would send N times faster. Leave --rate out (each "
-            "worker then paces itself by the endpoint's answers), or run on one machine."
-        )
     job = Job(expand_inputs(patterns, mapping), mapping, run_start_millis())
     plan = job.duplicate_plan(duplicates)
     pieces = list(_pieces(job, cluster.rows_per_partition))
@@ -116,9 +113,13 @@ def run_on_cluster(
     with _client(cluster, client) as dask:
         if "dashboard" in dask.scheduler_info().get("services", {}):
             log.warning("Dask dashboard: %s", dask.dashboard_link)
+        keeper = None
+        if options.rate is not None:  # one rate for the cluster, kept in one place
+            keeper = dask.submit(PaceKeeper, options.rate, actor=True).result()
         futures = [
             dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
-                        job.run_time_ms, _for_label(plan, piece.item.label), pure=False)
+                        job.run_time_ms, _for_label(plan, piece.item.label), keeper,
+                        pure=False)
             for piece in pieces
         ]  # fmt: skip
         results: list[PieceResult] = dask.gather(futures)
@@ -132,8 +133,10 @@ def run_piece(
     retry: RetryPolicy,
     run_time_ms: int,
     duplicates: DuplicatePlan,
+    keeper: Any = None,
 ) -> PieceResult:
-    """On a worker: read, map and send one partition as a single-machine run would."""
+    """On a worker: read, map and send one partition as a single-machine run would;
+    with ``keeper`` (a ``PaceKeeper`` actor), at the cluster's one ``--rate``."""
     job = _PieceJob(piece, mapping, run_time_ms)
     try:
         job.start_workers(0, encode=not options.dry_run)  # the cluster is the parallelism
@@ -141,7 +144,7 @@ def run_piece(
         failures, warned = _Collected(), _Collected()
         tally = Tally(summary, failures, None, warned)
         reading = job.reading(None, duplicates)
-        runner = asyncio.run(_drive(options, retry, tally, reading))
+        runner = asyncio.run(_drive(options, retry, tally, reading, keeper))
         summary.blank_rows = reading.blank_rows
         summary.warnings.update(job.warnings())
     finally:
@@ -156,14 +159,20 @@ def run_piece(
     return result
 
 
-async def _drive(options: SendOptions, retry: RetryPolicy, tally: Tally, reading: Any) -> Runner:
+async def _drive(
+    options: SendOptions, retry: RetryPolicy, tally: Tally, reading: Any, keeper: Any
+) -> Runner:
+    pacer = options.make_pacer()
+    if keeper is not None and options.rate is not None:
+        pacer = SharedPacer(keeper, options.rate, options.outage_seconds, limiter=pacer.limiter)
     if options.dry_run:
         runner = Runner(options, tally, None, progress=NoProgress())
         await runner.run(reading, reading.leftovers(), reading.fraction)
         return runner
     async with HttpTransport(options.endpoint, options.app_id, options.api_key,
                              options.senders, options.timeout) as transport:  # fmt: skip
-        runner = Runner(options, tally, transport, retry=retry, progress=NoProgress())
+        runner = Runner(options, tally, transport, retry=retry, pacer=pacer,
+                        progress=NoProgress())  # fmt: skip
         await runner.run(reading, reading.leftovers(), reading.fraction)
     return runner
 
