@@ -12,7 +12,7 @@ never cut, and after an unclosed quote the lines it swallowed are read again bef
 another start is noted). One scan of the bytes then turns those line numbers into
 offsets. The read can be the one the duplicate check already makes: open the input
 with ``open_source(..., marks=Marks(n))``, feed its records to the id pass, and give
-the same ``Marks`` to ``plan_from_marks``.
+the same ``Marks`` to ``plan_from_marks`` (``run --engine dask`` does).
 
 A file is one partition (``Span(0, None, 1, 0)`` is never used: ``parts`` is empty
 and ``reason`` says why) when it is compressed or inside a zip archive, when its

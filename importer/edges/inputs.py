@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from importer.edges import remote
-from importer.edges.readers import Source, open_source, open_stored_csv
+from importer.edges.readers import Marks, Source, open_source, open_stored_csv
 from importer.edges.state import input_fingerprint
 from importer.edges.tables import JSONL_SUFFIXES, PARQUET_SUFFIXES, open_jsonl, open_parquet
 from importer.errors import SourceError
@@ -43,8 +43,11 @@ def open_input(
     encoding: str = "auto",
     delimiter: str = "auto",
     header_row: int = 1,
+    marks: Marks | None = None,
 ) -> Source:
-    """Open any input named by a path or URL; raises SourceError when it cannot be read."""
+    """Open any input named by a path or URL; raises SourceError when it cannot be read.
+
+    ``marks`` notes record starts as a local CSV file is read (its partitions)."""
     kind = kind_of(path)
     if remote.is_url(path):
         found = remote.info(path)
@@ -57,9 +60,8 @@ def open_input(
             encoding=encoding, delimiter=delimiter, header_row=header_row,
         )  # fmt: skip
     if kind == "sheet":
-        return open_source(
-            path, sheet=sheet, encoding=encoding, delimiter=delimiter, header_row=header_row
-        )
+        return open_source(path, sheet=sheet, encoding=encoding, delimiter=delimiter,
+                           header_row=header_row, marks=marks)  # fmt: skip
     file = Path(path)
     if not file.is_file():
         raise SourceError(path, "the file does not exist", "Check the path and try again.")

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from importer.core.config import Mapping
-from importer.edges.csv_partitions import CsvPlan, open_partition, plan_csv
+from importer.edges.csv_partitions import CsvPlan, open_partition, plan_from_marks
 from importer.edges.duplicates import DuplicatePlan
 from importer.edges.progress import NoProgress
-from importer.edges.readers import Source
+from importer.edges.readers import Marks, Record, Source
 from importer.edges.report import FailureWriter, Summary, warnings_path
 from importer.edges.transport import HttpTransport
 from importer.engine.inputs import Input, Job, expand_inputs
@@ -107,8 +107,9 @@ def run_on_cluster(
     check_run(options, mapping, duplicates=duplicates, state_path=None,
               allow_insecure=allow_insecure)  # fmt: skip
     job = Job(expand_inputs(patterns, mapping), mapping, run_start_millis())
-    plan = job.duplicate_plan(duplicates)
-    pieces = list(_pieces(job, cluster.rows_per_partition))
+    planner = _Planner(job, cluster.rows_per_partition)
+    plan = job.duplicate_plan(duplicates, outputs.progress, planner.open)
+    pieces = list(planner.pieces())
     log.info("%d partitions for %d input(s)", len(pieces), len(job.inputs))
     with _client(cluster, client) as dask:
         if "dashboard" in dask.scheduler_info().get("services", {}):
@@ -184,9 +185,9 @@ class _PieceJob(Job):
         self.piece = piece
         super().__init__([piece.item], mapping, run_time_ms)
 
-    def open(self, item: Input) -> Source:
+    def open(self, item: Input, marks: Marks | None = None) -> Source:
         if self.piece.plan is None:
-            return super().open(item)
+            return super().open(item, marks)
         return open_partition(self.piece.plan, self.piece.index)
 
 
@@ -210,22 +211,50 @@ class _Collected(FailureWriter):
         pass
 
 
-def _pieces(job: Job, rows_per_partition: int) -> Iterator[Piece]:
-    """A CSV file's byte ranges, or the whole input."""
-    source = job.mapping.source
-    for item in job.inputs:
-        if item.sheet is not None or _kind(job, item) != "csv":
-            yield Piece(item)
-            continue
-        plan = plan_csv(item.path, encoding=source.encoding, delimiter=source.delimiter,
-                        header_row=source.header_row,
-                        rows_per_partition=rows_per_partition)  # fmt: skip
-        if not plan.parts:
-            log.info("%s is one partition: %s", item.path, plan.reason)
-            yield Piece(item)
-            continue
-        for index in range(len(plan.parts)):
-            yield Piece(item, plan, index)
+class _Planner:
+    """Plans the partitions of CSV inputs from the record starts noted while the
+    duplicate check reads them, so planning costs no read of its own (only with
+    ``--duplicates all``, which has no duplicate check, is a CSV read for it)."""
+
+    def __init__(self, job: Job, rows_per_partition: int) -> None:
+        self.job = job
+        self.every = rows_per_partition
+        self.read: dict[str, tuple[Marks, Source, list[int]]] = {}
+
+    def open(self, item: Input) -> Source:
+        """``item`` opened to note where its partitions can start as it is read."""
+        marks = Marks(self.every)
+        source = self.job.open(item, marks)
+        count = [0]
+        self.read[item.label] = (marks, source, count)
+        records = source.records
+
+        def counted() -> Iterator[Record]:
+            for record in records:
+                count[0] += 1
+                yield record
+
+        source.records = counted()
+        return source
+
+    def pieces(self) -> Iterator[Piece]:
+        """A CSV file's byte ranges, or the whole input."""
+        for item in self.job.inputs:
+            if item.sheet is not None or _kind(self.job, item) != "csv":
+                yield Piece(item)
+                continue
+            if item.label not in self.read:
+                for _ in self.open(item).records:
+                    pass
+            marks, source, count = self.read[item.label]
+            header_row = self.job.mapping.source.header_row
+            plan = plan_from_marks(Path(item.path), source, marks, header_row, count[0])
+            if not plan.parts:
+                log.info("%s is one partition: %s", item.path, plan.reason)
+                yield Piece(item)
+                continue
+            for index in range(len(plan.parts)):
+                yield Piece(item, plan, index)
 
 
 def _kind(job: Job, item: Input) -> str:

@@ -27,7 +27,7 @@ from importer.edges.duplicates import (
 )
 from importer.edges.paths import expand_paths
 from importer.edges.progress import PhaseProgress
-from importer.edges.readers import Record, Source, list_sheets
+from importer.edges.readers import Marks, Record, Source, list_sheets
 from importer.edges.report import FailureWriter
 from importer.edges.tables import TableInput
 from importer.engine.parallel import MapPool, RawCheck, Unchanged, default_workers
@@ -110,7 +110,8 @@ class Job:
         """The inputs' encodings, for the summary."""
         return ", ".join(sorted(self.encodings)) or None
 
-    def open(self, item: Input) -> Source:
+    def open(self, item: Input, marks: Marks | None = None) -> Source:
+        """``marks``: note record starts while reading (a local CSV file's partitions)."""
         if item.table is not None:
             return item.table.open()
         options = self.mapping.source
@@ -120,6 +121,7 @@ class Job:
             encoding=options.encoding,
             delimiter=options.delimiter,
             header_row=options.header_row,
+            marks=marks,
         )
 
     def reading(
@@ -183,9 +185,17 @@ class Job:
             found.update(self._pool.warnings)
         return found
 
-    def duplicate_plan(self, policy: str, progress: bool = True) -> DuplicatePlan:
+    def duplicate_plan(
+        self,
+        policy: str,
+        progress: bool = True,
+        opened: Callable[[Input], Source] | None = None,
+    ) -> DuplicatePlan:
         """Find duplicated users across all inputs (one extra, id-only read), showing
-        how far it has come (a bar on a terminal, else a log line every 10 s)."""
+        how far it has come (a bar on a terminal, else a log line every 10 s).
+        ``opened`` opens the inputs for it, when the read should serve something else
+        too (the partition plan of ``run --engine dask``)."""
+        open_input = opened or self.open
         if policy == "all":
             return no_plan(policy)
         started = time.monotonic()
@@ -194,7 +204,7 @@ class Job:
 
         def opener(index: int, item: Input) -> Callable[[], Iterator[Record]]:
             def records() -> Iterator[Record]:
-                source = self.open(item)
+                source = open_input(item)
                 where[:] = [(index, source)]
                 return source.records
 

@@ -1,0 +1,72 @@
+"""The coordinator's side of --engine dask without a cluster: partitions planned from
+the duplicate check's read, and each partition run by the worker function in-process."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from importer.core.config import load_mapping
+from importer.edges.duplicates import no_plan
+from importer.engine.cluster import Piece, _for_label, _Planner, run_piece
+from importer.engine.inputs import Job, expand_inputs
+from importer.engine.runner import SendOptions
+from importer.engine.sending import RetryPolicy
+
+
+def _job(tmp_path: Path) -> Job:
+    rows = "".join(f'u{i % 90},"line\nbreak",{i}\n' for i in range(100))  # 10 users twice
+    data = tmp_path / "in.csv"
+    data.write_text("id,note,n\n" + rows + "\n,empty id,1\n", encoding="utf-8")
+    mapping_file = tmp_path / "m.yaml"
+    mapping_file.write_text("user_id: id\ncustom: {note: note, n: {column: n, type: int}}\n")
+    mapping = load_mapping(mapping_file)
+    return Job(expand_inputs([str(data)], mapping), mapping, 1_700_000_000_000)
+
+
+@pytest.mark.parametrize("policy", ["last", "all"])
+def test_partitions_are_planned_from_the_read_the_duplicate_check_makes(
+    tmp_path: Path, policy: str
+) -> None:
+    job = _job(tmp_path)
+    planner = _Planner(job, 25)
+    job.duplicate_plan(policy, False, planner.open)
+    assert (policy == "last") == bool(planner.read)  # "all" has no duplicate check
+    pieces = list(planner.pieces())
+    assert [piece.index for piece in pieces] == [0, 1, 2, 3, 4]
+    plan = pieces[0].plan
+    assert plan is not None and [part.rows for part in plan.parts] == [0, 25, 50, 75, 100]
+
+
+def test_the_partitions_together_count_what_one_run_counts(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    planner = _Planner(job, 25)
+    duplicates = job.duplicate_plan("last", False, planner.open)
+    options = SendOptions(dry_run=True)
+    totals = {"rows_total": 0, "rows_valid": 0, "rows_skipped": 0, "rows_failed": 0}
+    failed_rows: list[int] = []
+    skipped: Counter[str] = Counter()
+    for piece in planner.pieces():
+        label = piece.item.label
+        result = run_piece(piece, job.mapping, options, RetryPolicy(), job.run_time_ms,
+                           _for_label(duplicates, label))  # fmt: skip
+        for key in totals:
+            totals[key] += getattr(result.summary, key)
+        failed_rows += [row for row, *_ in result.failures]
+        skipped.update(result.summary.skipped)
+    # 101 records (the blank line is not one): 10 users' first rows skipped as
+    # duplicates, the row without an id failed, the rest valid (and, in a dry run, skipped).
+    assert totals == {"rows_total": 101, "rows_valid": 100, "rows_skipped": 100,
+                      "rows_failed": 1}  # fmt: skip
+    assert skipped["duplicate"] == 10
+    assert failed_rows == [102]  # the input's own row number, after the blank row 101
+
+
+def test_a_whole_input_is_one_piece(tmp_path: Path) -> None:
+    job = _job(tmp_path)
+    piece = Piece(job.inputs[0])
+    result = run_piece(piece, job.mapping, SendOptions(dry_run=True), RetryPolicy(),
+                       job.run_time_ms, no_plan("all"))  # fmt: skip
+    assert result.summary.rows_total == 101 and result.summary.blank_rows == 1
