@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
 import time
 from collections import Counter
@@ -112,7 +113,7 @@ def run_on_cluster(
     pieces = list(planner.pieces())
     log.info("%d partitions for %d input(s)", len(pieces), len(job.inputs))
     with _client(cluster, client) as dask:
-        if "dashboard" in dask.scheduler_info().get("services", {}):
+        if _has_dashboard(dask, cluster, client):
             log.warning("Dask dashboard: %s", dask.dashboard_link)
         keeper = None
         if options.rate is not None:  # one rate for the cluster, kept in one place
@@ -123,8 +124,44 @@ def run_on_cluster(
                         pure=False)
             for piece in pieces
         ]  # fmt: skip
-        results: list[PieceResult] = dask.gather(futures)
+        results = _collect(futures, pieces, outputs.progress, started)
     return _conclude(job, results, plan, options, outputs, patterns, started)
+
+
+def _has_dashboard(dask: Any, cluster: Cluster, given: Any) -> bool:
+    """A local cluster serves its dashboard only with bokeh installed (without it the
+    link answers 404); a cluster started elsewhere says for itself."""
+    if "dashboard" not in dask.scheduler_info().get("services", {}):
+        return False
+    return bool(given is not None or cluster.scheduler or importlib.util.find_spec("bokeh"))
+
+
+def _collect(
+    futures: list[Any], pieces: list[Piece], progress: bool, started: float
+) -> list[PieceResult]:
+    """The partitions' results in input order; a log line as each one finishes."""
+    distributed: Any = importlib.import_module("distributed")
+    where = {future.key: index for index, future in enumerate(futures)}
+    results: list[PieceResult | None] = [None] * len(futures)
+    rows = sent = failed = 0
+    for done, future in enumerate(distributed.as_completed(futures), start=1):
+        index = where[future.key]
+        result: PieceResult = future.result()
+        results[index] = result
+        part = result.summary
+        rows, sent, failed = (
+            rows + part.rows_total,
+            sent + part.rows_sent,
+            failed + part.rows_failed,
+        )
+        if progress:
+            speed = sent / max(time.monotonic() - started, 1e-9)
+            log.info(
+                "partition %d of %d done (%s): %s rows so far, %s sent, %s failed, %.0f users/s",
+                done, len(futures), pieces[index].describe(), f"{rows:,}", f"{sent:,}",
+                f"{failed:,}", speed,
+            )  # fmt: skip
+    return [result for result in results if result is not None]
 
 
 def run_piece(
@@ -295,7 +332,7 @@ class _client:
             client = distributed.Client(self.cluster.scheduler)
         else:
             local = distributed.LocalCluster(n_workers=self.cluster.workers, threads_per_worker=1,
-                                 processes=True, dashboard_address=None)  # fmt: skip
+                                 processes=True, dashboard_address=":0")  # fmt: skip
             self.owned.append(local)
             client = distributed.Client(local)
         self.owned.insert(0, client)
