@@ -99,6 +99,35 @@ def test_one_rate_holds_for_the_whole_cluster(make_sandbox: MakeSandbox, tmp_pat
     assert arrived[-1] - arrived[0] >= 0.9 * 119 / 40
 
 
+def test_a_revoked_key_stops_every_partition_with_exit_4_and_every_unsent_row_reported(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox("--reject-key-after", "50", "--latency-ms", "2")
+    result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--engine", "dask",
+                     "--workers", "2", "--partition-rows", "40", "--concurrency", "4",
+                     timeout=300)  # fmt: skip
+    assert_no_traceback(result)
+    assert result.returncode == 4, result.stderr
+    assert "credentials" in result.stderr and "METRIX_API_KEY" in result.stderr
+    data = summary(tmp_path)
+    assert data["rows_total"] == 300 and data["aborted"]
+    assert data["rows_sent"] == len(stored_ids(sb)) == 50
+    failures = failure_rows(tmp_path / "failures.csv")
+    assert len(failures) == data["rows_failed"] == 300 - 50
+    assert sorted(int(f["_row"]) for f in failures) == sorted(
+        set(range(1, 301)) - set(_sent_rows(sb))
+    )
+    # Each partition stopped at its first refusals: a few requests in flight each.
+    assert sb.stats()["responses_by_status"]["403"] <= 4 * data["partitions"]
+
+
+def _sent_rows(sb: Sandbox) -> list[int]:
+    """The sample's row numbers of the stored users (C0000042 is row 42)."""
+    sb.stats()
+    with sqlite3.connect(sb.db_path) as db:
+        return [int(row[0][1:]) for row in db.execute("SELECT custom_user_id FROM messages")]
+
+
 @pytest.mark.parametrize(
     ("options", "said"),
     [
