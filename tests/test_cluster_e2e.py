@@ -3,7 +3,11 @@ the same inputs give what a single-machine run gives."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,8 +15,9 @@ from typing import Any
 import pytest
 
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, SAMPLE_XLSX, assert_no_traceback, cli
-from tests.e2e import failure_rows, run_cli, stored_ids, summary
+from tests.e2e import credentials, failure_rows, run_cli, stored_ids, summary
 from tests.sandbox_helpers import MakeSandbox, Sandbox
+from tests.test_run_e2e import wait_for
 
 pytestmark = pytest.mark.e2e  # runs the CLI, the sandbox and a Dask cluster as processes
 
@@ -126,6 +131,59 @@ def _sent_rows(sb: Sandbox) -> list[int]:
     sb.stats()
     with sqlite3.connect(sb.db_path) as db:
         return [int(row[0][1:]) for row in db.execute("SELECT custom_user_id FROM messages")]
+
+
+def _spawned_workers(parent: int) -> list[int]:
+    """The Dask worker processes a local cluster started under ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_killed_mid_run_has_its_partition_run_again(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox("--latency-ms", "20")
+    data = tmp_path / "in.csv"
+    data.write_text("id,email\n" + "".join(f"r{i},u{i}@x.io\n" for i in range(1000)))
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("user_id: id\nfields: {email: email}\n")
+    command = [sys.executable, "-m", "importer", "run", str(data), "-m", str(mapping),
+               "--engine", "dask", "--workers", "2", "--partition-rows", "100",
+               "--concurrency", "2", "--no-progress", "--failures", str(tmp_path / "f.csv"),
+               "--summary-json", str(tmp_path / "summary.json")]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
+    env.update(credentials(sb))
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as run:  # fmt: skip
+        try:
+            wait_for(lambda: sb.stats()["stored_messages"] >= 100, "100 users stored")
+            workers = _spawned_workers(run.pid)
+            assert len(workers) == 2, workers
+            os.kill(workers[0], signal.SIGKILL)
+            _, err = run.communicate(timeout=300)
+        finally:
+            run.kill()
+    assert "Traceback" not in err, err
+    assert run.returncode == 0, err
+    data_summary = summary(tmp_path)
+    assert (data_summary["rows_total"], data_summary["rows_sent"]) == (1000, 1000)
+    sb.stats()  # flushes the sandbox's write buffer
+    with sqlite3.connect(sb.db_path) as db:
+        ids = dict(db.execute("SELECT custom_user_id, COUNT(DISTINCT id) FROM messages "
+                              "GROUP BY custom_user_id"))  # fmt: skip
+    # Every user arrived, each with one message id however often it was sent.
+    assert len(ids) == 1000 and set(ids.values()) == {1}
 
 
 @pytest.mark.parametrize(
