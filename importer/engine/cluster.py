@@ -33,6 +33,7 @@ from typing import Any
 from importer.core.config import Mapping
 from importer.edges.csv_partitions import CsvPlan, open_partition, plan_from_marks
 from importer.edges.duplicates import DuplicatePlan
+from importer.edges.outputs import check_outputs
 from importer.edges.progress import NoProgress
 from importer.edges.readers import Marks, Record, Source
 from importer.edges.report import FailureWriter, Summary, warnings_path
@@ -107,7 +108,10 @@ def run_on_cluster(
     started = time.monotonic()
     check_run(options, mapping, duplicates=duplicates, state_path=None,
               allow_insecure=allow_insecure)  # fmt: skip
-    job = Job(expand_inputs(patterns, mapping), mapping, run_start_millis())
+    inputs = expand_inputs(patterns, mapping)
+    # Every output must be creatable, and none may be an input, before anything is sent.
+    check_outputs(outputs.named(), sorted({item.path for item in inputs}))
+    job = Job(inputs, mapping, run_start_millis())
     planner = _Planner(job, cluster.rows_per_partition)
     plan = job.duplicate_plan(duplicates, outputs.progress, planner.open)
     pieces = list(planner.pieces())
