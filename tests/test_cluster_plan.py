@@ -70,3 +70,18 @@ def test_a_whole_input_is_one_piece(tmp_path: Path) -> None:
     result = run_piece(piece, job.mapping, SendOptions(dry_run=True), RetryPolicy(),
                        job.run_time_ms, no_plan("all"))  # fmt: skip
     assert result.summary.rows_total == 101 and result.summary.blank_rows == 1
+
+
+def test_duplicates_error_fails_every_row_of_a_duplicated_user_across_partitions(
+    tmp_path: Path,
+) -> None:
+    job = _job(tmp_path)
+    planner = _Planner(job, 25)
+    duplicates = job.duplicate_plan("error", False, planner.open)
+    failed: list[int] = []
+    for piece in planner.pieces():
+        result = run_piece(piece, job.mapping, SendOptions(dry_run=True), RetryPolicy(),
+                           job.run_time_ms, _for_label(duplicates, piece.item.label))  # fmt: skip
+        failed += [row for row, _, error, _, _ in result.failures if "--duplicates error" in error]
+    # Users u0..u9 are on rows 1-10 and 91-100: the first and the last partition.
+    assert sorted(failed) == [*range(1, 11), *range(91, 101)]
