@@ -104,7 +104,7 @@ def test_one_rate_holds_for_the_whole_cluster(make_sandbox: MakeSandbox, tmp_pat
     assert arrived[-1] - arrived[0] >= 0.9 * 119 / 40
 
 
-def test_a_revoked_key_stops_every_partition_with_exit_4_and_every_unsent_row_reported(
+def test_a_revoked_key_stops_every_worker_with_exit_4_and_every_unsent_row_reported(
     make_sandbox: MakeSandbox, tmp_path: Path
 ) -> None:
     sb = make_sandbox("--reject-key-after", "50", "--latency-ms", "2")
@@ -122,8 +122,10 @@ def test_a_revoked_key_stops_every_partition_with_exit_4_and_every_unsent_row_re
     assert sorted(int(f["_row"]) for f in failures) == sorted(
         set(range(1, 301)) - set(_sent_rows(sb))
     )
-    # Each partition stopped at its first refusals: a few requests in flight each.
-    assert sb.stats()["responses_by_status"]["403"] <= 4 * data["partitions"]
+    # The first refusal stops every worker: the requests in flight on the two workers
+    # (4 each), and at most one partition starting before it hears; without the shared
+    # stop each of the 8 partitions met its own refusals (28 on this machine).
+    assert sb.stats()["responses_by_status"]["403"] <= 4 * 3
 
 
 def _sent_rows(sb: Sandbox) -> list[int]:

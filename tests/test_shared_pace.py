@@ -1,11 +1,13 @@
-"""One --rate for a cluster: the keeper and the workers' pacers, on a fake clock."""
+"""One --rate and one stop for a cluster: the keeper, the workers' pacers (on a fake
+clock) and the shared stop."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 
-from importer.engine.shared_pace import PaceKeeper, SharedPacer, batch_size
+from importer.engine.sending import Abort, AbortCode, Stop
+from importer.engine.shared_pace import PaceKeeper, SharedPacer, SharedStop, batch_size
 from tests.test_pacer import FakeTime
 
 
@@ -69,3 +71,59 @@ def test_a_pause_one_worker_is_told_holds_the_other() -> None:
     paused_at = time.now
     (start,) = asyncio.run(go())
     assert start >= paused_at + 30.0
+
+
+class Flag:
+    """What a Dask Event and Variable do for ``SharedStop``, in memory."""
+
+    def __init__(self) -> None:
+        self.value: list[str] | None = None
+        self.sets = 0
+
+    def get(self) -> list[str] | None:
+        return self.value
+
+    def set(self, value: list[str]) -> None:
+        self.value = value
+        self.sets += 1
+
+
+def test_a_refused_key_is_told_once_and_an_interruption_not_at_all() -> None:
+    flag = Flag()
+    SharedStop(flag).tell(Abort("interrupted", AbortCode.INTERRUPTED))
+    assert flag.value is None
+    stop = SharedStop(flag)
+    stop.tell(Abort("the key was refused", AbortCode.CREDENTIALS))
+    stop.tell(Abort("the key was refused", AbortCode.CREDENTIALS))
+    assert flag.value == ["credentials", "the key was refused"] and flag.sets == 1
+    assert SharedStop(flag).seen() == Abort("the key was refused", AbortCode.CREDENTIALS)
+
+
+def test_a_worker_stops_when_another_reports_a_refused_key() -> None:
+    flag = Flag()
+
+    async def go() -> Stop:
+        stop = Stop()
+        watcher = asyncio.create_task(SharedStop(flag, poll=0.001).watch(stop))
+        await asyncio.sleep(0.01)
+        assert stop.abort is None  # nothing reported yet: the run goes on
+        SharedStop(flag).tell(Abort("the key was refused", AbortCode.CREDENTIALS))
+        await asyncio.wait_for(watcher, timeout=60)
+        return stop
+
+    stop = asyncio.run(go())
+    assert stop.abort == Abort("the key was refused", AbortCode.CREDENTIALS)
+    assert stop.reading.is_set()
+
+
+def test_a_worker_reports_its_own_refused_key() -> None:
+    flag = Flag()
+
+    async def go() -> None:
+        stop = Stop()
+        watcher = asyncio.create_task(SharedStop(flag, poll=0.001).watch(stop))
+        stop.trigger(Abort("the endpoint is down", AbortCode.ENDPOINT))
+        await asyncio.wait_for(watcher, timeout=60)
+
+    asyncio.run(go())
+    assert flag.value == ["endpoint", "the endpoint is down"]

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from importer.engine.pipeline import run_start_millis
 from importer.engine.run import JobResult, Outputs, advice, exit_code, pacing_summary
 from importer.engine.runner import Runner, SendOptions
 from importer.engine.sending import Abort, AbortCode, RetryPolicy
-from importer.engine.shared_pace import PaceKeeper, SharedPacer
+from importer.engine.shared_pace import PaceKeeper, SharedPacer, SharedStop
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
 from importer.errors import UsageProblem
@@ -119,13 +120,14 @@ def run_on_cluster(
     with _client(cluster, client) as dask:
         if _has_dashboard(dask, cluster, client):
             log.warning("Dask dashboard: %s", dask.dashboard_link)
+        stop = f"metrix-stop-{uuid.uuid4().hex}"  # set by a worker whose key is refused
         keeper = None
         if options.rate is not None:  # one rate for the cluster, kept in one place
             keeper = dask.submit(PaceKeeper, options.rate, actor=True).result()
         futures = [
             dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
                         job.run_time_ms, _for_label(plan, piece.item.label), keeper,
-                        pure=False)
+                        stop, pure=False)
             for piece in pieces
         ]  # fmt: skip
         results = _collect(futures, pieces, outputs.progress, started)
@@ -176,9 +178,12 @@ def run_piece(
     run_time_ms: int,
     duplicates: DuplicatePlan,
     keeper: Any = None,
+    stop: str | None = None,
 ) -> PieceResult:
     """On a worker: read, map and send one partition as a single-machine run would;
-    with ``keeper`` (a ``PaceKeeper`` actor), at the cluster's one ``--rate``."""
+    with ``keeper`` (a ``PaceKeeper`` actor), at the cluster's one ``--rate``; with
+    ``stop`` (the name of the cluster's stop flag), stopping when another worker's run
+    is aborted for the key or the endpoint."""
     job = _PieceJob(piece, mapping, run_time_ms)
     try:
         job.start_workers(0, encode=not options.dry_run)  # the cluster is the parallelism
@@ -186,7 +191,8 @@ def run_piece(
         failures, warned = _Collected(), _Collected()
         tally = Tally(summary, failures, None, warned)
         reading = job.reading(None, duplicates)
-        runner = asyncio.run(_drive(options, retry, tally, reading, keeper))
+        shared = None if stop is None else SharedStop(_DaskFlag(stop))
+        runner = asyncio.run(_drive(options, retry, tally, reading, keeper, shared))
         summary.blank_rows = reading.blank_rows
         summary.warnings.update(job.warnings())
     finally:
@@ -202,7 +208,12 @@ def run_piece(
 
 
 async def _drive(
-    options: SendOptions, retry: RetryPolicy, tally: Tally, reading: Any, keeper: Any
+    options: SendOptions,
+    retry: RetryPolicy,
+    tally: Tally,
+    reading: Any,
+    keeper: Any,
+    shared: SharedStop | None = None,
 ) -> Runner:
     pacer = options.make_pacer()
     if keeper is not None and options.rate is not None:
@@ -215,8 +226,36 @@ async def _drive(
                              options.senders, options.timeout) as transport:  # fmt: skip
         runner = Runner(options, tally, transport, retry=retry, pacer=pacer,
                         progress=NoProgress())  # fmt: skip
-        await runner.run(reading, reading.leftovers(), reading.fraction)
+        if shared is None:
+            await runner.run(reading, reading.leftovers(), reading.fraction)
+            return runner
+        found = await asyncio.to_thread(shared.seen)
+        if found is not None:  # the run is over: send nothing, report every row
+            runner.stop.trigger(found)
+        watcher = asyncio.create_task(shared.watch(runner.stop))
+        try:
+            await runner.run(reading, reading.leftovers(), reading.fraction)
+        finally:
+            watcher.cancel()
+        if runner.abort is not None:
+            await asyncio.to_thread(shared.tell, runner.abort)
     return runner
+
+
+class _DaskFlag:
+    """The cluster's stop flag: a Dask Event, and a Variable with the reason."""
+
+    def __init__(self, name: str) -> None:
+        distributed: Any = importlib.import_module("distributed")
+        self.event = distributed.Event(name)
+        self.value = distributed.Variable(name)
+
+    def get(self) -> list[str] | None:
+        return list(self.value.get()) if self.event.is_set() else None
+
+    def set(self, value: list[str]) -> None:
+        self.value.set(value)
+        self.event.set()
 
 
 class _PieceJob(Job):

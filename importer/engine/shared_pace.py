@@ -1,4 +1,5 @@
-"""One ``--rate`` for a whole cluster, and a server's pause felt by every worker.
+"""One ``--rate`` for a whole cluster, a server's pause felt by every worker, and
+one stop for all workers when the key is refused or the endpoint is down.
 
 A ``PaceKeeper`` lives in one place (a Dask actor) and hands out request start times
 ``1/rate`` apart, after any pause a worker reported. Each worker's ``SharedPacer``
@@ -18,6 +19,7 @@ from typing import Any
 
 from importer.core.pacing import AdaptiveLimiter
 from importer.engine.pacer import Clock, Pacer, Sleep
+from importer.engine.sending import Abort, AbortCode, Stop
 
 
 class PaceKeeper:
@@ -96,3 +98,43 @@ class SharedPacer(Pacer):
         answer = getattr(self.keeper, method)(argument)
         result = answer.result() if hasattr(answer, "result") else answer
         return float(result or 0.0)
+
+
+class SharedStop:
+    """A stop every worker sees. The first worker whose run is aborted because the key
+    was refused or the endpoint is down says so in ``flag``; every other worker's run
+    stops within ``poll`` seconds, and a partition started later sends nothing.
+
+    ``flag`` has ``get()`` (the abort as [code, reason], or None) and ``set(value)``:
+    a Dask Event and Variable on a cluster, anything alike in a test.
+    """
+
+    SPREAD = (AbortCode.CREDENTIALS, AbortCode.ENDPOINT)
+
+    def __init__(self, flag: Any, poll: float = 0.25) -> None:
+        self.flag = flag
+        self.poll = poll
+        self.told = False
+
+    def seen(self) -> Abort | None:
+        """The abort another worker reported (blocking: call it in a thread)."""
+        found = self.flag.get()
+        return None if found is None else Abort(str(found[1]), AbortCode(found[0]))
+
+    def tell(self, abort: Abort) -> None:
+        """Report this worker's abort to the others (blocking)."""
+        if abort.code in self.SPREAD and not self.told:
+            self.told = True
+            self.flag.set([abort.code.value, abort.reason])
+
+    async def watch(self, stop: Stop) -> None:
+        """Until cancelled: pass this worker's abort on, or stop it on another's."""
+        while True:
+            if stop.abort is not None:
+                await asyncio.to_thread(self.tell, stop.abort)
+                return
+            found = await asyncio.to_thread(self.seen)
+            if found is not None:
+                stop.trigger(found)
+                return
+            await asyncio.sleep(self.poll)
