@@ -85,3 +85,10 @@ def test_duplicates_error_fails_every_row_of_a_duplicated_user_across_partitions
         failed += [row for row, _, error, _, _ in result.failures if "--duplicates error" in error]
     # Users u0..u9 are on rows 1-10 and 91-100: the first and the last partition.
     assert sorted(failed) == [*range(1, 11), *range(91, 101)]
+
+
+def test_the_api_key_is_not_in_the_options_a_worker_gets_logged_with() -> None:
+    # Dask logs a failed task's arguments; the options are one of them.
+    options = SendOptions(endpoint="https://x.example/", app_id="app", api_key="s3cr3t-key")
+    assert "s3cr3t-key" not in repr(options) and "app" in repr(options)
+    assert options.api_key == "s3cr3t-key"

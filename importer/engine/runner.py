@@ -21,7 +21,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from importer.core.messages import content_fingerprint, encode_body
 from importer.core.outcome import Outcome, SkipReason
@@ -45,7 +45,8 @@ class SendOptions:
 
     endpoint: str = ""
     app_id: str = ""
-    api_key: str = ""
+    # Never in a repr: Dask logs a failed task's arguments, and options travel as one.
+    api_key: str = field(default="", repr=False)
     # Requests in flight: a fixed number, or None for adaptive pacing up to max_concurrency.
     concurrency: int | None = None
     max_concurrency: int = 64
