@@ -34,6 +34,7 @@ from typing import Any
 from importer.core.config import Mapping
 from importer.edges.csv_partitions import CsvPlan, open_partition, plan_from_marks
 from importer.edges.duplicates import DuplicatePlan
+from importer.edges.excel import EXCEL_SUFFIXES
 from importer.edges.outputs import check_outputs
 from importer.edges.progress import NoProgress
 from importer.edges.readers import Marks, Record, Source
@@ -320,7 +321,7 @@ class _Planner:
     def pieces(self) -> Iterator[Piece]:
         """A CSV file's byte ranges, or the whole input."""
         for item in self.job.inputs:
-            if item.sheet is not None or _kind(self.job, item) != "csv":
+            if item.sheet is not None or _zipped(item.path):
                 yield Piece(item)
                 continue
             if item.label not in self.read:
@@ -337,12 +338,15 @@ class _Planner:
                 yield Piece(item, plan, index)
 
 
-def _kind(job: Job, item: Input) -> str:
-    opened = job.open(item)
-    close = getattr(opened.records, "close", None)
-    if close is not None:
-        close()
-    return opened.kind
+def _zipped(path: str) -> bool:
+    """A workbook or a zip archive: whole partitions, known without reading them."""
+    if Path(path).suffix.lower() in EXCEL_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as probe:
+            return probe.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _for_label(plan: DuplicatePlan, label: str) -> DuplicatePlan:
