@@ -36,7 +36,8 @@ def _quote(cell: str, delimiter: str) -> str:
 def csv_files(draw: st.DrawFn) -> tuple[bytes, str, str]:
     """(file bytes, delimiter option, encoding option): quoted line breaks, delimiters
     and doubled quotes in quotes, BOMs, CRLF/LF/CR, blank lines, short and long rows,
-    broken lines (a bare quote, a quote never closed) and a byte that is not text."""
+    broken lines (a bare quote, a quote never closed), a byte that is not text, and
+    blank lines above the header."""
     delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
     end = draw(st.sampled_from(["\n", "\r\n", "\r"]))
     width = draw(st.integers(1, 4))
@@ -52,7 +53,8 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str, str]:
         size = {"row": width, "short": max(width - 1, 0), "long": width + 1}[kind]
         cells = draw(st.lists(_CELL, min_size=size, max_size=size))
         lines.append(delimiter.join(_quote(c, delimiter) for c in cells))
-    text = end.join(lines) + draw(st.sampled_from([end, ""]))
+    # Some exports start with blank lines above the header.
+    text = end * draw(st.integers(0, 2)) + end.join(lines) + draw(st.sampled_from([end, ""]))
     encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1256"]))
     data = text.encode(encoding, errors="replace")
     damaged = draw(st.booleans())
