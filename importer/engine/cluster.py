@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from importer.core.config import Mapping
+from importer.edges import inputs as input_kinds
+from importer.edges import remote
 from importer.edges.csv_partitions import CsvPlan, open_partition, plan_from_marks
 from importer.edges.duplicates import DuplicatePlan
 from importer.edges.excel import EXCEL_SUFFIXES
@@ -321,7 +323,7 @@ class _Planner:
     def pieces(self) -> Iterator[Piece]:
         """A CSV file's byte ranges, or the whole input."""
         for item in self.job.inputs:
-            if item.sheet is not None or _zipped(item.path):
+            if not _plain_local_file(item):
                 yield Piece(item)
                 continue
             if item.label not in self.read:
@@ -338,13 +340,18 @@ class _Planner:
                 yield Piece(item, plan, index)
 
 
-def _zipped(path: str) -> bool:
-    """A workbook or a zip archive: whole partitions, known without reading them."""
-    if Path(path).suffix.lower() in EXCEL_SUFFIXES:
-        return True
+def _plain_local_file(item: Input) -> bool:
+    """Whether an input may be a CSV file to split: not data handed over in memory, not
+    a URL, Parquet or JSON Lines file, not a workbook sheet or zip archive (those are
+    whole partitions, known without reading them)."""
+    path = item.path
+    if item.table is not None or item.sheet is not None or remote.is_url(path):
+        return False
+    if input_kinds.kind_of(path) != "sheet" or Path(path).suffix.lower() in EXCEL_SUFFIXES:
+        return False
     try:
         with open(path, "rb") as probe:
-            return probe.read(4) == b"PK\x03\x04"
+            return probe.read(4) != b"PK\x03\x04"
     except OSError:
         return False
 
