@@ -10,8 +10,8 @@ import pytest
 
 from importer.core.config import load_mapping
 from importer.edges.duplicates import no_plan
-from importer.engine.cluster import Piece, _for_label, _Planner, run_piece
-from importer.engine.inputs import Job, expand_inputs
+from importer.engine.cluster import Piece, _for_label, _plain_local_file, _Planner, run_piece
+from importer.engine.inputs import Input, Job, expand_inputs
 from importer.engine.runner import SendOptions
 from importer.engine.sending import RetryPolicy
 
@@ -92,3 +92,24 @@ def test_the_api_key_is_not_in_the_options_a_worker_gets_logged_with() -> None:
     options = SendOptions(endpoint="https://x.example/", app_id="app", api_key="s3cr3t-key")
     assert "s3cr3t-key" not in repr(options) and "app" in repr(options)
     assert options.api_key == "s3cr3t-key"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "split"),
+    [
+        ("in.csv", b"id\n1\n", True),
+        ("in.txt", b"id\n1\n", True),
+        ("in.jsonl", b'{"id": 1}\n', False),
+        ("in.parquet", b"PAR1", False),
+        ("in.xlsx", b"PK\x03\x04", False),
+        ("csvs.zip", b"PK\x03\x04", False),
+    ],
+)
+def test_only_a_plain_local_file_is_planned_for_splitting(
+    tmp_path: Path, name: str, data: bytes, split: bool
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert _plain_local_file(Input("", str(path))) is split
+    assert not _plain_local_file(Input("", "s3://bucket/in.csv"))
+    assert not _plain_local_file(Input("", str(path), sheet="all"))
