@@ -12,7 +12,6 @@ else.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from importer.core.delivery import mask, shorten
+from importer.core.hosts import is_loopback
 from importer.errors import EndpointError, RedirectRefused, TransportError
 
 # Metrix answers are a few hundred bytes; anything far larger is not Metrix talking.
@@ -56,16 +56,6 @@ def check_endpoint(url: str, allow_insecure: bool) -> str:
             "or pass --allow-insecure if this is really what you want"
         )
     return url
-
-
-def is_loopback(host: str) -> bool:
-    """localhost, 127.0.0.0/8 or ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class HttpTransport:

@@ -259,6 +259,27 @@ def _stream_elements(
 ) -> Iterator[tuple[str, Element]]:
     """Pull-parse one part chunk by chunk; the caller clears what it has used."""
     parser: Any = XMLPullParser(events=cast(Any, events))
+    for chunk in _part_chunks(book, part, name):
+        if not chunk:
+            break
+        try:
+            parser.feed(chunk)
+        except ParseError as exc:
+            raise TruncatedSheet(f"{part}: {exc}") from None
+        yield from parser.read_events()
+    else:
+        return  # the part is missing
+    try:
+        parser.close()
+    except ParseError as exc:
+        raise TruncatedSheet(f"{part}: {exc}") from None
+    yield from parser.read_events()
+
+
+def _part_chunks(book: zipfile.ZipFile, part: str, name: str) -> Iterator[bytes]:
+    """A part's bytes, CHUNK at a time, ending with b"" (nothing if the part is missing).
+
+    A damaged or cut-short zip member is a TruncatedSheet; a DTD is refused up front."""
     try:
         stream: IO[bytes] = book.open(part)
     except KeyError:
@@ -273,18 +294,9 @@ def _stream_elements(
             if first:
                 _refuse_dtd(chunk[:4096], name)
                 first = False
+            yield chunk
             if not chunk:
-                break
-            try:
-                parser.feed(chunk)
-            except ParseError as exc:
-                raise TruncatedSheet(f"{part}: {exc}") from None
-            yield from parser.read_events()
-        try:
-            parser.close()
-        except ParseError as exc:
-            raise TruncatedSheet(f"{part}: {exc}") from None
-        yield from parser.read_events()
+                return
 
 
 class TruncatedSheet(Exception):
@@ -397,28 +409,13 @@ def stream_rows(
     expat's callbacks collect the rows of each chunk; memory holds one chunk's rows.
     """
     parser = _SheetParser(package, strings)
-    try:
-        stream: IO[bytes] = book.open(sheet.part)
-    except KeyError:
-        return
-    with stream:
-        first = True
-        while True:
-            try:
-                chunk = stream.read(CHUNK)
-            except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
-                raise TruncatedSheet(f"{sheet.part}: {exc}") from None
-            if first:
-                _refuse_dtd(chunk[:4096], package.path)
-                first = False
-            try:
-                parser.feed(chunk, final=not chunk)
-            except ExpatError as exc:
-                yield from parser.take()
-                raise TruncatedSheet(f"{sheet.part}: {exc}") from None
+    for chunk in _part_chunks(book, sheet.part, package.path):
+        try:
+            parser.feed(chunk, final=not chunk)
+        except ExpatError as exc:
             yield from parser.take()
-            if not chunk:
-                return
+            raise TruncatedSheet(f"{sheet.part}: {exc}") from None
+        yield from parser.take()
 
 
 class _SheetParser:

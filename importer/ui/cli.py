@@ -45,7 +45,7 @@ def ui(
 ) -> None:
     """A local web page: open a spreadsheet, match its columns, preview, save the mapping
     and import, into a local sandbox or into Metrix. The URL it prints carries a token."""
-    from importer.ui.security import is_loopback
+    from importer.core.hosts import is_loopback
     from importer.ui.server import UiConfig, serve
 
     if not is_loopback(host) and not allow_remote:
