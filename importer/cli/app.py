@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -90,6 +90,11 @@ def source_options(command: F) -> F:
             help="1-based line/row of the header (default 1).",
         ),
     ]
+    return with_options(command, options)
+
+
+def with_options(command: F, options: Sequence[Callable[[Any], Any]]) -> F:
+    """Decorate ``command`` with ``options``, listed as they appear in --help."""
     for option in reversed(options):
         command = option(command)
     return command

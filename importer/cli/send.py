@@ -16,6 +16,7 @@ from importer.cli.app import (
     friendly_errors,
     main,
     source_options,
+    with_options,
     workers_option,
 )
 
@@ -54,9 +55,7 @@ def send_options(command: F) -> F:
                      help="SQLite file that makes the run resumable and remembers what was "
                           "delivered (for --only-changed)."),
     ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 def connection_options(command: F) -> F:
@@ -79,9 +78,7 @@ def connection_options(command: F) -> F:
                      type=click.FloatRange(min=0.1),
                      help="Stop the run when every request has failed for this many seconds."),
     ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 def run_output_options(command: F) -> F:
@@ -110,9 +107,7 @@ def run_output_options(command: F) -> F:
         click.option("--progress-interval", default=10.0, hidden=True, type=float),
         click.option("--grace-seconds", default=5.0, hidden=True, type=float),
     ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 @main.command(epilog=EXIT_CODES_HELP)
