@@ -54,6 +54,7 @@ class PacingConfig:
     floor: int = 1
     # Latency may rise to this multiple of its baseline before the limit falls.
     tolerance: float = 2.0
+    latency_slack: float = 0.010  # seconds of latency rise never taken for congestion
     backoff: float = 0.7
     rate_backoff: float = 0.9
     rate_probe: float = 0.02  # per second, multiplicative, just after a 429
@@ -190,9 +191,12 @@ class AdaptiveLimiter:
     def _on_ok(self, sent: float, now: float, in_flight: int) -> None:
         config = self.config
         assert self._short is not None and self._baseline is not None
-        if self._short > config.tolerance * self._baseline:
+        # A rise of a few milliseconds is our own event loop at work, not a queue at the
+        # endpoint: with a sub-millisecond baseline, 2x would read it as congestion.
+        allowed = max(config.tolerance * self._baseline, self._baseline + config.latency_slack)
+        if self._short > allowed:
             if sent >= self._last_cut:
-                gradient = max(0.8, config.tolerance * self._baseline / self._short)
+                gradient = max(0.8, allowed / self._short)
                 self._cut(now, gradient)
         elif in_flight >= self._limit - 1:
             # Grow only while the limit is actually in use (TCP's window validation):

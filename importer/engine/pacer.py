@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -68,7 +69,7 @@ class Pacer:
         self.rate = rate
         self.outage_seconds = outage_seconds
         self.limiter = limiter
-        self._freed = asyncio.Event()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._clock = clock
         self._sleep = sleep
         self._pause_until = 0.0
@@ -86,8 +87,18 @@ class Pacer:
         limiter = self.limiter
         if limiter is not None:
             while self.in_flight >= limiter.limit:
-                self._freed.clear()
-                await self._freed.wait()
+                # One waiter woken per freed slot, in arrival order: waking every
+                # sender on each answer costs more CPU than the requests themselves.
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled():
+                        self._wake_one()  # pass on the slot this task was given
+                    raise
+            if self.in_flight + 1 < limiter.limit:
+                self._wake_one()  # the limit grew: let the next one in too
         self.in_flight += 1
         try:
             # Counted in flight while it waits for its rate slot, so the limit also
@@ -96,7 +107,15 @@ class Pacer:
             yield
         finally:
             self.in_flight -= 1
-            self._freed.set()
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def _permit(self) -> None:
         """Wait until a request may start: after any pause, in the next rate slot."""
