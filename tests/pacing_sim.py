@@ -2,7 +2,9 @@
 
 The simulated servers model the sandbox's faults: a token-bucket rate limit that answers
 429 without Retry-After, a server that processes ``capacity`` requests at once and queues
-the rest, and a plain latency that may step up mid-run. No wall clock is read anywhere.
+the rest, and a plain latency that may step up mid-run. A ``lag`` models a busy client (a
+loaded machine): each answer is noticed some time after it arrived, so the latency the
+limiter sees rises with no change at the endpoint. No wall clock is read anywhere.
 """
 
 from __future__ import annotations
@@ -81,8 +83,15 @@ class Result:
 class Simulation:
     """One sender and one server on a shared fake clock, driven by a heap of events."""
 
-    def __init__(self, server: Server, limiter: AdaptiveLimiter, measure_from: float) -> None:
+    def __init__(
+        self,
+        server: Server,
+        limiter: AdaptiveLimiter,
+        measure_from: float,
+        lag: Callable[[float], float] | None = None,
+    ) -> None:
         self.server, self.limiter, self.measure_from = server, limiter, measure_from
+        self.lag = lag
         self.result = Result()
         self.events: list[tuple[float, int, str, float, int]] = []  # time, seq, kind, sent, status
         self.seq = 0
@@ -106,6 +115,8 @@ class Simulation:
                     self.push(ready, "wake")
                 return
             status, done = self.server.request(self.now)
+            if self.lag is not None:
+                done += self.lag(done)
             self.push(done, "answer", self.now, status)
             self.in_flight += 1
             self.result.max_in_flight = max(self.result.max_in_flight, self.in_flight)
@@ -147,10 +158,12 @@ def simulate(
     duration: float,
     *,
     measure_from: float = 0.0,
+    lag: Callable[[float], float] | None = None,
 ) -> Result:
     """Send as fast as the limiter allows for ``duration`` simulated seconds.
 
     Counts only answers to requests sent from ``measure_from`` on, so a test can judge
-    the converged behaviour after a warm-up.
+    the converged behaviour after a warm-up. ``lag(t)``: how late an answer that arrived
+    at ``t`` is noticed (a busy client).
     """
-    return Simulation(server, limiter, measure_from).run(duration)
+    return Simulation(server, limiter, measure_from, lag).run(duration)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import statistics
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -183,3 +185,72 @@ def test_the_same_answers_give_the_same_limits(seed: int) -> None:
         return simulate(server, AdaptiveLimiter(), duration=3.0).limits
 
     assert run() == run()
+
+
+# -- under a rate limit: hold what the endpoint accepts --------------------------------
+
+
+def test_a_later_429_holds_the_rate_the_endpoint_accepted_since_the_last_cut() -> None:
+    limiter = AdaptiveLimiter()
+    # A burst (a token bucket's stored tokens) makes the first estimate far too high.
+    for i in range(1000):
+        limiter.observe(Signal.OK, sent=i / 1000, now=i / 1000 + 0.005, in_flight=8)
+    limiter.observe(Signal.RATE_LIMITED, sent=1.0, now=1.005, in_flight=8)
+    assert limiter.rate == pytest.approx(900, rel=0.02)
+    # Then only 400/s get through: the next 429 holds 400/s, not 900 × 0.9 = 810/s.
+    for i in range(200):
+        at = 1.005 + (i + 1) / 400
+        limiter.observe(Signal.OK, sent=at - 0.005, now=at, in_flight=8)
+    limiter.observe(Signal.RATE_LIMITED, sent=1.5, now=1.505, in_flight=8)
+    assert limiter.rate == pytest.approx(400, rel=0.02)
+
+
+def test_429s_just_after_a_rate_cut_are_the_same_event() -> None:
+    limiter = AdaptiveLimiter()
+    for i in range(300):
+        limiter.observe(Signal.OK, sent=i / 300, now=i / 300 + 0.005, in_flight=4)
+    limiter.observe(Signal.RATE_LIMITED, sent=1.0, now=1.005, in_flight=4)
+    first = limiter.rate
+    # Sent after the cut, but before the new rate could show its effect.
+    limiter.observe(Signal.RATE_LIMITED, sent=1.01, now=1.02, in_flight=4)
+    assert limiter.rate == first and limiter.rate_limited == 2
+
+
+def test_a_latency_rise_under_a_rate_limit_keeps_enough_in_flight_for_the_rate() -> None:
+    limiter = AdaptiveLimiter(PacingConfig(initial=40, ceiling=64))
+    now = 0.0
+    for _ in range(800):  # 400 answers/s, 10 ms each
+        now += 0.0025
+        limiter.observe(Signal.OK, sent=now - 0.010, now=now, in_flight=limiter.limit)
+    limiter.observe(Signal.RATE_LIMITED, sent=now, now=now + 0.01, in_flight=40)
+    assert limiter.rate == pytest.approx(360, rel=0.02)
+    # A busy client: every answer is noticed 30 ms late, for five seconds.
+    for _ in range(2000):
+        now += 0.0025
+        limiter.observe(Signal.OK, sent=now - 0.040, now=now, in_flight=limiter.limit)
+    # About 360/s × tolerated latency (2 × 10 ms) × 1.5 = 11, not the floor of 1.
+    assert limiter.limit >= 10
+
+
+def busy_client(seed: int) -> Callable[[float], float]:
+    """Answers noticed a few ms late, and three seconds in ten much later (a loaded box)."""
+    rng = random.Random(seed)
+    return lambda t: rng.expovariate(1 / (0.012 if t % 10 > 6 else 0.004))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_busy_client_under_a_hidden_rate_limit_keeps_the_pace_from_the_start(
+    seed: int,
+) -> None:
+    server = RateLimitedServer(rate=400, low=0.005, high=0.015, seed=seed)
+    result = simulate(server, AdaptiveLimiter(), duration=50.0, lag=busy_client(seed))
+    # The whole run, start-up included: what the benchmark's users/s measures.
+    assert result.ok_rate(50.0) >= 0.85 * 400
+    assert result.rate_limited <= 0.03 * result.sent
+
+
+def test_a_busy_client_on_a_queueing_server_still_keeps_the_queue_short() -> None:
+    server = QueueingServer(capacity=24, service=0.020)
+    result = simulate(server, AdaptiveLimiter(), duration=30.0, lag=busy_client(5))
+    assert result.ok_rate(30.0) >= 0.80 * 1200
+    assert statistics.median(server.server_latencies) <= 3 * 0.020

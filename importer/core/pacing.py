@@ -22,7 +22,10 @@ Two controls, because an endpoint has two kinds of limit:
   when a few requests in flight already reach the limit, so the first 429 switches on a
   paced rate just under the rate that was being accepted, which then grows by
   ``rate_probe`` per second and is cut by ``rate_backoff`` at the next 429 — TCP's
-  additive-increase, multiplicative-decrease applied to requests per second.
+  additive-increase, multiplicative-decrease applied to requests per second. A later
+  429 holds the rate actually accepted since the last cut when that is lower (a first
+  estimate taken while a token bucket spent its burst is far too high), and while a rate
+  is paced, a latency rise never cuts the limit below what that rate needs in flight.
 
 Like TCP, one congestion event cuts once: answers to requests sent before the last cut
 say nothing about the new setting and are not counted again.
@@ -64,6 +67,9 @@ class PacingConfig:
     # Seconds of latency above its baseline before the baseline is measured again.
     probe_interval: float = 10.0
     window: float = 1.0  # seconds of answers behind the accepted rate
+    rate_settle: float = 0.1  # seconds after a rate cut before a 429 cuts again
+    # Under a rate limit, the limit stays at or above rate × tolerated latency × this.
+    headroom: float = 1.5
     latency_samples: int = 1024  # kept for the p50/p95 shown to the user
 
     def __post_init__(self) -> None:
@@ -101,6 +107,8 @@ class AdaptiveLimiter:
         self._probe_started = now
         self._probe_low = math.inf
         self._accepted: deque[float] = deque()  # answer times of recent OK answers
+        self._accepted_since_cut = 0  # OK answers since the last rate cut
+        self._rate_cut = now
         self._latencies: deque[float] = deque(maxlen=self.config.latency_samples)
         self.rate_limited = 0
         self.overloaded = 0
@@ -124,6 +132,7 @@ class AdaptiveLimiter:
             self._latencies.append(latency)
             self._track_latency(latency, now, sent)
             self._accepted.append(now)
+            self._accepted_since_cut += 1
             self._on_ok(sent, now, in_flight)
         elif signal is Signal.RATE_LIMITED:
             self.rate_limited += 1
@@ -197,7 +206,7 @@ class AdaptiveLimiter:
         if self._short > allowed:
             if sent >= self._last_cut:
                 gradient = max(0.8, allowed / self._short)
-                self._cut(now, gradient)
+                self._cut(now, gradient, self._rate_needs(allowed))
         elif in_flight >= self._limit - 1:
             # Grow only while the limit is actually in use (TCP's window validation):
             # an idle limit says nothing about the endpoint.
@@ -222,13 +231,36 @@ class AdaptiveLimiter:
             start = accepted if accepted else max(1.0, self._limit / max(self._short or 0.1, 1e-3))
             self._rate = max(0.5, start * self.config.rate_backoff)
         else:
-            self._rate = max(0.5, self._rate * self.config.rate_backoff)
+            since = now - self._rate_cut
+            if since < max(self.config.rate_settle, 10.0 / self._rate):
+                # Too soon to tell what the last cut did (a few requests' worth at the
+                # new rate): the same congestion event.
+                return
+            # Hold what the endpoint accepted since the last cut, when that is less than
+            # the usual cut: a first estimate taken during a burst (a token bucket's
+            # stored tokens) is too high, and cutting it step by step costs 429s.
+            held = self._accepted_since_cut / since
+            self._rate = max(0.5, min(self._rate * self.config.rate_backoff, held))
         self._rate_updated = now
         self._slow_start = False
-        self._last_cut = now
+        self._last_cut = self._rate_cut = now
+        self._accepted_since_cut = 0
 
-    def _cut(self, now: float, factor: float) -> None:
-        self._limit = max(float(self.config.floor), self._limit * factor)
+    def _rate_needs(self, allowed: float) -> float:
+        """The fewest requests in flight that keep the paced rate going (Little's law).
+
+        Under a rate limit the rate is the binding control, and a latency rise is more
+        often a busy client than a queue at the endpoint: cutting the limit below what
+        the rate needs at the tolerated latency would slow the run with nothing gained.
+        A real queue still cuts: past ``headroom`` × the tolerated latency, this many
+        in flight carry less than the rate."""
+        if self._rate is None:
+            return float(self.config.floor)
+        return min(self._limit, self._rate * allowed * self.config.headroom)
+
+    def _cut(self, now: float, factor: float, least: float = 1.0) -> None:
+        least = max(least, float(self.config.floor))
+        self._limit = max(least, self._limit * factor)
         self._slow_start = False
         self._last_cut = now
 
