@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from importer.core.pacing import AdaptiveLimiter, PacingConfig, Signal
 from importer.engine.pacer import Answer, Pacer
@@ -159,3 +160,58 @@ def test_answers_map_to_load_signals() -> None:
 def test_a_fixed_concurrency_has_no_limiter_stats() -> None:
     assert _pacer(FakeTime()).stats() is None
     assert _adaptive(FakeTime()).stats() is not None
+
+
+class CountingWaiters(deque["asyncio.Future[None]"]):
+    """The pacer's queue of waiting senders, remembering every wait it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed: list[asyncio.Future[None]] = []
+
+    def append(self, waiter: asyncio.Future[None]) -> None:
+        self.handed.append(waiter)
+        super().append(waiter)
+
+    @property
+    def woken(self) -> int:
+        return sum(1 for w in self.handed if w.done() and not w.cancelled())
+
+
+def test_each_freed_slot_wakes_exactly_one_waiting_sender() -> None:
+    time = FakeTime()
+    pacer = Pacer(
+        None, 120.0, limiter=AdaptiveLimiter(PacingConfig(initial=2, ceiling=2)),
+        clock=time.clock, sleep=time.sleep,
+    )  # fmt: skip
+    waiters = CountingWaiters()
+    pacer._waiters = waiters
+    entered: list[int] = []
+    done = [asyncio.Event() for _ in range(10)]
+
+    async def request(index: int) -> None:
+        async with pacer.slot():
+            entered.append(index)
+            await done[index].wait()
+
+    async def settle() -> None:
+        for _ in range(20):  # let every runnable task run; no clock involved
+            await asyncio.sleep(0)
+
+    async def scenario() -> None:
+        tasks = [asyncio.create_task(request(i)) for i in range(10)]
+        await settle()
+        assert entered == [0, 1] and len(waiters.handed) == 8  # eight senders wait
+        for freed in range(1, 9):
+            done[entered[freed - 1]].set()  # one request answered: one slot free
+            await settle()
+            # Exactly one sender woken and let in per freed slot: none left asleep
+            # beside a free slot, none woken only to find the slot taken.
+            assert waiters.woken == freed
+            assert len(entered) == 2 + freed and pacer.in_flight == 2
+        assert len(waiters.handed) == 8  # nobody had to wait twice
+        for event in done:
+            event.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
