@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.edges.html_report import ReportData, failures_by_column, render_report
-from importer.edges.progress import NoProgress, Snapshot, Timeline
+from importer.edges.html_report import ReportData, failures_by_column, pacing_series, render_report
+from importer.edges.progress import NoProgress, Pacing, Snapshot, Timeline
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, cli
 from tests.e2e import run_cli, summary
 from tests.sandbox_helpers import Sandbox
@@ -102,3 +102,64 @@ def test_the_timeline_keeps_a_bounded_series_of_the_whole_run() -> None:
     assert samples[-1].retries == 100 and samples[-1].sent == 1000
     assert [s.seconds for s in samples] == sorted(s.seconds for s in samples)
     assert len(seen) == 1000  # the listener sees every tick
+
+
+MARK_429 = re.compile(r'<line data-429="(\d+)"')
+
+
+def paced_timeline() -> Timeline:
+    """Ten seconds of a paced run: the limit grows, then 429s (3 at 4 s, 2 at 7 s) cut it."""
+    now = [0.0]
+    timeline = Timeline(NoProgress(), clock=lambda: now[0])
+    refused = {4: 3, 7: 5}
+    for second in range(1, 11):
+        now[0] = float(second)
+        rate_limited = max([count for at, count in refused.items() if at <= second] or [0])
+        pacing = Pacing(
+            limit=8 + second if second < 4 else 6, latency_p50_ms=10.0 + second,
+            latency_p95_ms=30.0, rate_limited=rate_limited,
+        )  # fmt: skip
+        timeline.update(Snapshot(second * 100, second * 100, 0, 0, 0, None, pacing))
+    return timeline
+
+
+def test_the_pacing_series_is_the_limit_the_latency_and_where_429s_came() -> None:
+    series = pacing_series(paced_timeline().samples)
+    assert series.limits == [(1, 9), (2, 10), (3, 11)] + [(s, 6) for s in range(4, 11)]
+    assert series.latency_p50_ms == [(s, 10.0 + s) for s in range(1, 11)]
+    assert series.rate_limited == [(4, 3), (7, 2)]
+
+
+def test_the_report_charts_pacing_with_the_429s_marked() -> None:
+    data = ReportData(
+        summary={
+            "mode": "run", "source": "a.csv", "rows_total": 1000, "rows_sent": 1000,
+            "pacing": {"limit": 6, "rate_per_second": 380.0, "latency_p50_ms": 20.0,
+                       "latency_p95_ms": 30.0, "rate_limited": 5, "overloaded": 0},
+        },
+        started=0, finished=10, version="x", timeline=paced_timeline().samples,
+    )  # fmt: skip
+    html = render_report(data)
+    assert "Pacing over time" in html
+    assert 'aria-label="requests in flight allowed (auto pacing)"' in html
+    assert 'aria-label="latency p50, ms"' in html
+    # Each 429 mark is drawn on both charts; together they count every 429.
+    marks = [int(count) for count in MARK_429.findall(html)]
+    assert marks == [3, 2, 3, 2]
+    assert "auto, ended at 6 in flight and 380 requests/s" in html
+    assert_self_contained(html)
+
+
+def test_a_fixed_concurrency_run_has_no_pacing_chart() -> None:
+    now = [0.0]
+    timeline = Timeline(NoProgress(), clock=lambda: now[0])
+    for second in range(1, 5):
+        now[0] = float(second)
+        timeline.update(Snapshot(second, second, 0, 0, 0, None))
+    data = ReportData(
+        summary={"mode": "run", "source": "a.csv", "rows_total": 4, "pacing": None},
+        started=0, finished=4, version="x", timeline=timeline.samples,
+    )  # fmt: skip
+    html = render_report(data)
+    assert "Throughput and retries over time" in html
+    assert "Pacing over time" not in html and "data-429" not in html

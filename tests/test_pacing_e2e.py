@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ def test_default_run_meets_a_hidden_rate_limit_and_still_delivers_every_row(
     tmp_path: Path,
 ) -> None:
     with start_sandbox(tmp_path, "--rate-limit", "60", "--no-retry-after") as sb:
-        result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING)
+        result = run_cli(sb, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--report", "r.html")
         assert_no_traceback(result)
         assert result.returncode == 1, result.stderr  # the sample's 10 invalid rows
         assert sorted(stored_ids(sb)) == sorted(expected_ids())
@@ -28,6 +29,11 @@ def test_default_run_meets_a_hidden_rate_limit_and_still_delivers_every_row(
         assert pacing["rate_per_second"] is not None  # it switched to a paced rate
         assert 1 <= pacing["limit"] <= 64
         assert "Pacing: auto" in result.stdout and "answered 429" in result.stdout
+        # The report charts the limit and latency, with every 429 marked on each chart.
+        html = (tmp_path / "r.html").read_text(encoding="utf-8")
+        assert "Pacing over time" in html
+        marks = [int(count) for count in re.findall(r'<line data-429="(\d+)"', html)]
+        assert sum(marks) == 2 * pacing["rate_limited"]
 
 
 def test_a_number_fixes_the_concurrency_and_shows_no_pacing(

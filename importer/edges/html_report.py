@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from importer.edges.progress import Sample
-from importer.edges.report import write_atomic
+from importer.edges.report import describe_pacing, write_atomic
 
 SENT, FAILED, SKIPPED = "#2e7d32", "#c62828", "#9e9e9e"
 LINE, RETRY = "#1565c0", "#ef6c00"
+LIMIT, LATENCY, REFUSED = "#6a1b9a", "#00838f", "#c62828"
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Tahoma,sans-serif;color:#1b1b1b;
@@ -40,6 +41,7 @@ pre{background:#f6f6f6;padding:10px;overflow:auto;font-size:13px}
 .sw{display:inline-block;width:10px;height:10px;margin-inline-end:4px}
 .sent{background:#2e7d32}.failed{background:#c62828}.skipped{background:#9e9e9e}
 .thr{background:#1565c0}.ret{background:#ef6c00}
+.lim{background:#6a1b9a}.lat{background:#00838f}.r429{background:#c62828}
 svg text{font:11px system-ui,sans-serif;fill:#444}
 """.strip()
 
@@ -231,9 +233,16 @@ def _sending(s: dict[str, Any], timeline: Sequence[Sample]) -> str:
             f"{duplicates.get('users', 0):,} users (--duplicates "
             f"{_t(duplicates.get('policy', ''))})</td></tr>"
         )
+    pacing = s.get("pacing")
+    if isinstance(pacing, dict):
+        text = describe_pacing(pacing).removeprefix("Pacing: ")
+        lines.append(f"<tr><th>pacing</th><td>{_t(text)}</td></tr>")
     lines.append("</table>")
     lines.append("<h3>Throughput and retries over time</h3>")
     lines.append(_timeline_chart(timeline))
+    if any(sample.limit is not None for sample in timeline):
+        lines.append("<h3>Pacing over time</h3>")
+        lines.append(_pacing_chart(timeline))
     return "".join(lines)
 
 
@@ -254,12 +263,56 @@ def _timeline_chart(timeline: Sequence[Sample]) -> str:
     )
 
 
-def _line_chart(series: list[tuple[str, str, list[tuple[float, float]]]], label: str) -> str:
+@dataclass(frozen=True)
+class PacingSeries:
+    """What the pacing chart draws (``pacing_series``)."""
+
+    limits: list[tuple[float, float]]  # (seconds, requests in flight allowed)
+    latency_p50_ms: list[tuple[float, float]]
+    rate_limited: list[tuple[float, int]]  # (seconds, 429s since the sample before)
+
+
+def pacing_series(timeline: Sequence[Sample]) -> PacingSeries:
+    """The limit and the latency over time, and where answers said 429 (how many since
+    the sample before)."""
+    limits = [(s.seconds, float(s.limit)) for s in timeline if s.limit is not None]
+    latency = [(s.seconds, s.latency_p50_ms) for s in timeline if s.latency_p50_ms is not None]
+    refused: list[tuple[float, int]] = []
+    seen = 0
+    for sample in timeline:
+        if sample.rate_limited is not None and sample.rate_limited > seen:
+            refused.append((sample.seconds, sample.rate_limited - seen))
+            seen = sample.rate_limited
+    return PacingSeries(limits, latency, refused)
+
+
+def _pacing_chart(timeline: Sequence[Sample]) -> str:
+    series = pacing_series(timeline)
+    x_max = timeline[-1].seconds if timeline else 0.0
+    marks = series.rate_limited
+    return (
+        _line_chart([("in flight allowed", LIMIT, series.limits)],
+                    "requests in flight allowed (auto pacing)", marks, x_max)
+        + _line_chart([("latency p50 (ms)", LATENCY, series.latency_p50_ms)],
+                      "latency p50, ms", marks, x_max)
+        + '<p class="legend"><span><i class="sw lim"></i>in flight allowed</span>'
+        '<span><i class="sw lat"></i>latency p50 (ms, as the importer measures it)</span>'
+        '<span><i class="sw r429"></i>answered 429</span></p>'
+    )  # fmt: skip
+
+
+def _line_chart(
+    series: list[tuple[str, str, list[tuple[float, float]]]],
+    label: str,
+    marks: Sequence[tuple[float, int]] = (),
+    x_max: float = 0.0,
+) -> str:
+    """A line chart; ``marks`` are (seconds, 429s) drawn as red ticks along the time axis."""
     width, height, left, bottom, top = 900, 160, 56, 22, 10
     points = [p for _, _, pts in series for p in pts]
     if not points:
         return ""
-    x_max = max(p[0] for p in points) or 1.0
+    x_max = max([x_max, *(p[0] for p in points)]) or 1.0
     y_max = _nice(max(p[1] for p in points))
     plot_w, plot_h = width - left - 10, height - bottom - top
 
@@ -288,6 +341,13 @@ def _line_chart(series: list[tuple[str, str, list[tuple[float, float]]]], label:
                 f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}">'
                 f"<title>{_t(name)}</title></polyline>"
             )
+    for seconds, count in marks:
+        x = left + plot_w * seconds / x_max
+        out.append(
+            f'<line data-429="{count}" x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h - 8:.1f}" '
+            f'y2="{top + plot_h:.1f}" stroke="{REFUSED}" stroke-width="2">'
+            f"<title>{count:,} more answered 429 by {_t(_duration(seconds))}</title></line>"
+        )
     out.append(f'<text x="{left}" y="{top + 2}">{_t(label)}</text></svg>')
     return "".join(out)
 

@@ -68,6 +68,10 @@ class Sample:
     sent: int
     failed: int
     retries: int
+    # With --concurrency auto (the report's pacing chart): the limiter's state then.
+    limit: int | None = None
+    latency_p50_ms: float | None = None
+    rate_limited: int | None = None  # 429s so far
 
 
 class Timeline:
@@ -92,10 +96,15 @@ class Timeline:
 
     def update(self, snapshot: Snapshot) -> None:
         self.inner.update(snapshot)
-        sample = Sample(
-            self._clock() - self._started, snapshot.done, snapshot.sent, snapshot.failed,
-            snapshot.retries,
-        )  # fmt: skip
+        s, pacing = snapshot, snapshot.pacing
+        seconds = self._clock() - self._started
+        if pacing is None:
+            sample = Sample(seconds, s.done, s.sent, s.failed, s.retries)
+        else:
+            sample = Sample(
+                seconds, s.done, s.sent, s.failed, s.retries,
+                pacing.limit, pacing.latency_p50_ms, pacing.rate_limited,
+            )  # fmt: skip
         if self._listener is not None:
             self._listener(snapshot, sample)
         if self.samples and sample.seconds - self.samples[-1].seconds < self._every:

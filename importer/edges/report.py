@@ -240,7 +240,7 @@ class Summary:
             lines.append(f"Took {self.duration_seconds:,.1f} s, {speed:,.0f} users/s")
             pacing = extra.get("pacing")
             if pacing:
-                lines.append(_describe_pacing(pacing))
+                lines.append(describe_pacing(pacing))
             if extra.get("aborted"):
                 lines.append(f"Stopped early: {extra['aborted']}")
         lines += self._warnings_and_files(top)
@@ -260,7 +260,8 @@ class Summary:
         return lines
 
 
-def _describe_pacing(pacing: dict[str, Any]) -> str:
+def describe_pacing(pacing: dict[str, Any]) -> str:
+    """The summary's pacing in one line (the console summary and the HTML report)."""
     text = f"Pacing: auto, ended at {pacing['limit']} in flight"
     if pacing.get("rate_per_second") is not None:
         text += f" and {pacing['rate_per_second']:,.0f} requests/s (a rate limit was met)"
