@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pty
+import re
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ def test_without_a_terminal_progress_is_a_log_line_every_interval(
 @pytest.mark.e2e
 def test_on_a_terminal_there_is_a_bar(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
     sb = make_sandbox()
-    env = {**os.environ, **credentials(sb), "COLUMNS": "120"}
+    env = {**os.environ, **credentials(sb), "COLUMNS": "160"}
     pid, fd = pty.fork()
     if pid == 0:  # child: the CLI with a terminal as stdout and stderr
         os.chdir(tmp_path)
@@ -57,6 +58,8 @@ def test_on_a_terminal_there_is_a_bar(make_sandbox: MakeSandbox, tmp_path: Path)
     os.waitpid(pid, 0)
     text = output.decode("utf-8", "replace")
     assert "300/300" in text and "rows/s" in text and "sent=290" in text
+    # --concurrency auto (the default): the limit, latency and 429s on the bar too.
+    assert re.search(r"limit=\d+, 429s=0, p50/p95=\d+/\d+ms", text), text
 
 
 def test_choose_progress() -> None:

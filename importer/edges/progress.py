@@ -149,10 +149,12 @@ class BarProgress:
         )  # fmt: skip
         pacing = snapshot.pacing
         if pacing is not None:
+            # Most telling first: a narrow terminal cuts the end of the line.
             postfix["limit"] = pacing.limit
-            if pacing.latency_p50_ms is not None:
-                postfix["p50"] = f"{pacing.latency_p50_ms:.0f}ms"
             postfix["429s"] = pacing.rate_limited
+            if pacing.latency_p50_ms is not None and pacing.latency_p95_ms is not None:
+                p50, p95 = pacing.latency_p50_ms, pacing.latency_p95_ms
+                postfix["p50/p95"] = f"{p50:.0f}/{p95:.0f}ms"
         bar.set_postfix(postfix, refresh=False)
         bar.update(snapshot.done - bar.n)
 
