@@ -76,6 +76,21 @@ def test_a_latency_rise_past_the_tolerance_shrinks_the_limit() -> None:
     assert limiter.limit < before
 
 
+def test_a_rise_of_a_few_ms_over_a_local_endpoint_is_not_congestion() -> None:
+    # A zero-latency endpoint on a busy machine: 0.5 ms, then 15 ms of scheduling delay.
+    limiter = AdaptiveLimiter(PacingConfig(initial=32, ceiling=64))
+    now = 0.0
+    for latency, count in ((0.0005, 200), (0.015, 200)):
+        for _ in range(count):
+            now += 0.001
+            limiter.observe(Signal.OK, sent=now - latency, now=now, in_flight=10)
+    assert limiter.limit == 32
+    for _ in range(100):  # past 20 ms it is
+        now += 0.001
+        limiter.observe(Signal.OK, sent=now - 0.030, now=now, in_flight=10)
+    assert limiter.limit < 32
+
+
 def test_the_first_429_paces_just_under_the_accepted_rate() -> None:
     limiter = AdaptiveLimiter()
     # 300 answers in the last second: the endpoint was accepting 300/s.
