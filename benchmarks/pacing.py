@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import urllib.request
@@ -97,6 +98,9 @@ def measure(scenario: Scenario, source: Path, work: Path, *pace: str) -> dict[st
         "users_per_second": round(summary["rows_sent"] / child.wall_seconds, 1),
         "share_429": round(limited / requests, 4),
         "server_p50_ms": stats["latency_ms"]["p50"],
+        # The importer's own CPU (reading and mapping included) per request made.
+        "client_cpu_us_per_request": round(1e6 * child.cpu_seconds / requests),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
         "pacing": summary.get("pacing"),
     }
 
@@ -116,14 +120,18 @@ def describe(scenario: Scenario, entry: dict[str, Any]) -> str:
     text = (
         f"{scenario.what}: auto {auto['users_per_second']:,.0f} users/s, "
         f"429 {auto['share_429']:.1%}, server p50 {auto['server_p50_ms']} ms, "
+        f"client {auto['client_cpu_us_per_request']} µs CPU/request, "
         f"ended at {auto['pacing']} [{entry['verdict']}; target {scenario.target}]"
     )
     fixed = entry.get("fixed16")
     if fixed:
         text += (
-            f"; fixed 16: {fixed['users_per_second']:,.0f} users/s, 429 {fixed['share_429']:.1%}"
+            f"; fixed 16: {fixed['users_per_second']:,.0f} users/s, 429 {fixed['share_429']:.1%}, "
+            f"server p50 {fixed['server_p50_ms']} ms, "
+            f"client {fixed['client_cpu_us_per_request']} µs CPU/request"
         )
-    return text
+    load = ", ".join(f"{value:.1f}" for value in auto["load_average"])
+    return text + f" (load average after the auto run: {load})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -280,6 +280,7 @@ class Child:
     maxrss_kib: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system, the child's and the children it waited for
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -323,6 +324,7 @@ def run_child(command: Sequence[str], logs: Path, label: str) -> Child:
         maxrss_kib=usage.ru_maxrss,
         stdout=_tail(stdout_path),
         stderr=_tail(stderr_path),
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
     )
 
 
