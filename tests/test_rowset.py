@@ -17,3 +17,15 @@ def test_rowset_behaves_like_a_set(rows: set[int], probe: int) -> None:
     assert all(row in found for row in rows)
     assert (probe in found) == (probe in rows)
     assert -1 not in found and "1" not in found
+
+
+@given(st.sets(st.integers(min_value=0, max_value=20_000)))
+def test_rowset_survives_bytes(rows: set[int]) -> None:
+    found = RowSet()
+    for row in rows:
+        found.add(row)
+    again = RowSet.from_bytes(found.to_bytes())
+    assert len(again) == len(rows)
+    assert {row for row in range(20_002) if row in again} == rows
+    again.add(20_001)
+    assert 20_001 in again and len(again) == len(rows) + (20_001 not in rows)

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.datagen import HEADER, customer_rows
+from importer.core.outcome import SkipReason
 from importer.edges.state import StateStore
 from tests.cli_helpers import SAMPLE_CSV, SAMPLE_MAPPING, assert_no_traceback, cli
 from tests.e2e import credentials, expected_ids, failure_rows, run_cli, stored_ids, summary
 from tests.sandbox_helpers import MakeSandbox, Sandbox, start_sandbox
+
+DUPLICATE, UNCHANGED = str(SkipReason.DUPLICATE), str(SkipReason.UNCHANGED)
 
 pytestmark = pytest.mark.e2e  # every test here runs the CLI or the sandbox as a process
 
@@ -293,3 +296,40 @@ def test_a_dry_run_never_touches_the_state(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "plan" in result.stderr
     assert not (tmp_path / "state.db").exists()
+
+
+def test_only_changed_reads_an_unchanged_export_once_and_a_changed_byte_is_seen(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rows = list(customer_rows(300, seed=11, invalid_rate=0.0))
+    rows[200][0] = rows[20][0]  # one user on two rows: --duplicates last sends row 201
+    data = write_export(tmp_path / "export.csv", rows)
+    first = nightly(sandbox, tmp_path, data)
+    assert first.returncode == 0, first.stderr
+    assert "checked 300 rows for duplicates" in first.stderr
+    before = summary(tmp_path)
+    assert before["duplicates"]["users"] == 1 and before["rows_sent"] == 299
+    second = nightly(sandbox, tmp_path, data)
+    assert second.returncode == 0, second.stderr
+    assert "checked 300 rows for duplicates" not in second.stderr
+    assert "byte for byte those checked before" in second.stderr
+    again = summary(tmp_path)
+    assert again["duplicates"] == before["duplicates"]
+    assert again["rows_sent"] == 0
+    assert again["skipped_reasons"] == {DUPLICATE: 1, UNCHANGED: 299}
+    # One byte changes (row 31's id takes row 32's last digit), size and time kept:
+    # the duplicate check runs again and sees the new duplicate.
+    info = data.stat()
+    old_id, new_id = rows[30][0], rows[31][0]
+    assert len(old_id) == len(new_id) and old_id[:-1] == new_id[:-1]
+    text = data.read_bytes()
+    at = text.index(f"\n{old_id},".encode()) + len(old_id)
+    data.write_bytes(text[:at] + new_id[-1].encode() + text[at + 1 :])
+    os.utime(data, ns=(info.st_atime_ns, info.st_mtime_ns))
+    third = nightly(sandbox, tmp_path, data)
+    assert third.returncode == 0, third.stderr
+    assert "checked 300 rows for duplicates" in third.stderr
+    last = summary(tmp_path)
+    assert last["duplicates"]["users"] == 2
+    # Row 32 is now the last of its user and unchanged; row 31 is its duplicate.
+    assert (last["rows_sent"], last["skipped_reasons"]) == (0, {DUPLICATE: 2, UNCHANGED: 298})

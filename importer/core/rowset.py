@@ -30,3 +30,15 @@ class RowSet:
 
     def __len__(self) -> int:
         return self.count
+
+    def to_bytes(self) -> bytes:
+        """The bitmap (bit ``row & 7`` of byte ``row >> 3``), without trailing zeros."""
+        return bytes(self._bits).rstrip(b"\0")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> RowSet:
+        """The set ``to_bytes`` gave."""
+        found = cls()
+        found._bits = bytearray(data)
+        found.count = int.from_bytes(data, "little").bit_count()
+        return found

@@ -7,6 +7,8 @@ skip (or fail) as bit sets, and counts for the summary.
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -114,6 +116,49 @@ def _decide(
             plan.error.setdefault(label, {})[row] = n
         else:
             plan.skip.setdefault(label, RowSet()).add(row)
+
+
+def plan_to_text(plan: DuplicatePlan) -> str:
+    """The plan as JSON, to be remembered for an input that has not changed since."""
+    return json.dumps(
+        {
+            "policy": plan.policy,
+            "rows": plan.rows,
+            "users": plan.duplicate_users,
+            "duplicate_rows": plan.duplicate_rows,
+            "examples": plan.examples,
+            "skip": {
+                label: base64.b64encode(rows.to_bytes()).decode("ascii")
+                for label, rows in plan.skip.items()
+            },
+            "error": {label: list(rows.items()) for label, rows in plan.error.items()},
+        },
+        ensure_ascii=False,
+    )
+
+
+def plan_from_text(text: str) -> DuplicatePlan | None:
+    """The plan ``plan_to_text`` wrote; None when the text is not one (then the id pass
+    runs again)."""
+    try:
+        data = json.loads(text)
+        return DuplicatePlan(
+            policy=str(data["policy"]),
+            skip={
+                str(label): RowSet.from_bytes(base64.b64decode(bits, validate=True))
+                for label, bits in data["skip"].items()
+            },
+            error={
+                str(label): {int(row): int(n) for row, n in rows}
+                for label, rows in data["error"].items()
+            },
+            rows=int(data["rows"]),
+            duplicate_users=int(data["users"]),
+            duplicate_rows=int(data["duplicate_rows"]),
+            examples=[(str(user), int(n)) for user, n in data["examples"]],
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def no_plan(policy: str) -> DuplicatePlan:

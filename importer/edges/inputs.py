@@ -104,6 +104,21 @@ def size_of(path: str) -> int:
         return 0
 
 
+def is_local(path: str) -> bool:
+    """Whether the input is a file on this machine (not in object storage)."""
+    return not remote.is_url(path)
+
+
+def content_digest(path: str) -> str:
+    """A digest of every byte of a local file: about 0.1 s per 100 MB, where reading
+    its rows takes seconds. Equal digests mean equal files, whatever their times say."""
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise SourceError(path, f"cannot read the file ({exc.strerror})") from None
+
+
 def fingerprint(paths: Sequence[str]) -> str:
     """What ties a run to its inputs for --state: for files their name, size,
     modification time and first/last MiB; for stored objects their URL, size, ETag and

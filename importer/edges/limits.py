@@ -52,6 +52,15 @@ EXCEL_EMPTY_ROWS = Limit("METRIX_MAX_EMPTY_ROWS", 100_000, "empty rows in a row"
 # One CSV line (a header or a record): bytes in a single field or line.
 CSV_FIELD_BYTES = Limit("METRIX_MAX_CSV_FIELD_KB", 1024, "KB in one CSV field")
 
+ALL = (EXCEL_PART_BYTES, EXCEL_SHARED_STRINGS_BYTES, EXCEL_RATIO, EXCEL_CELLS,
+       EXCEL_EMPTY_ROWS, CSV_FIELD_BYTES)  # fmt: skip
+
+
+def settings() -> str:
+    """Every limit's value now (a raised limit can make an unreadable row readable)."""
+    return ",".join(f"{limit.env}={limit.value}" for limit in ALL)
+
+
 # Parts smaller than this are not judged by their compression ratio.
 RATIO_MIN_BYTES = 8 * 1024 * 1024
 MB = 1024 * 1024

@@ -11,7 +11,9 @@ One file (``--state PATH``, WAL mode, small transactions) remembers:
 - ``failures``: the current run's failed-for-good rows, so the failure CSV of a resumed
   run still lists the rows that failed before the crash;
 - ``delivered``: per customUserId, fingerprints of the content last delivered and of
-  the row it came from (for ``--only-changed``); kept across runs.
+  the row it came from (for ``--only-changed``); kept across runs;
+- ``id_pass``: the duplicate check's result for the inputs' exact content (with the
+  mapping, policy and version), so a run over unchanged inputs need not read them twice.
 
 Rows are recorded as done only after Metrix answered for them, and written in batches:
 a crash loses at most the last batch, whose rows are sent again with the same message
@@ -89,6 +91,10 @@ CREATE TABLE IF NOT EXISTS delivered (
     fingerprint BLOB NOT NULL,        -- of the mapped content, time excluded
     raw BLOB NOT NULL                 -- of the row's cells (with mapping and header)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS id_pass (
+    key TEXT PRIMARY KEY,             -- digest of the inputs' bytes, mapping, policy, version
+    plan TEXT NOT NULL                -- the duplicate check's result (JSON)
+);
 """
 
 
@@ -359,6 +365,26 @@ class StateStore:
             self.db.close()
         finally:
             self._release_lock()
+
+    # --- the duplicate check of unchanged inputs --------------------------------------
+
+    def remembered_plan(self, key: str) -> str | None:
+        """The duplicate check's result last remembered under ``key`` (None if none)."""
+        row = self.db.execute("SELECT plan FROM id_pass WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def remember_plan(self, key: str, plan: str) -> None:
+        """Keep ``plan`` under ``key``, in place of any earlier one (only the latest
+        inputs can be read again unchanged)."""
+        try:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM id_pass")
+            self.db.execute("INSERT INTO id_pass VALUES (?, ?)", (key, plan))
+            self.db.execute("COMMIT")
+        except (sqlite3.OperationalError, OSError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            raise _state_write_error(self.path, exc) from None
 
     # --- the Ledger the runner writes to ----------------------------------------------
 

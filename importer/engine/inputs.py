@@ -7,6 +7,7 @@ worker pool that maps rows, and what the reports need to know about the inputs
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from importer import __version__
 from importer.core.config import Mapping
 from importer.core.messages import RowMapper
 from importer.edges import inputs as input_kinds
+from importer.edges import limits
 from importer.edges.duplicates import (
     DuplicatePlan,
     IdStream,
@@ -184,6 +186,26 @@ class Job:
         if self._pool is not None:
             found.update(self._pool.warnings)
         return found
+
+    def id_pass_key(self, policy: str) -> str | None:
+        """Everything the duplicate check's result depends on, as a digest: every byte
+        of every input, how each is read (label, sheet, the mapping's ``source:``), the
+        mapping, the policy, the reading limits and this version. None when an input is
+        not a local file (its bytes cannot be read again cheaply)."""
+        if any(item.table is not None or not input_kinds.is_local(item.path)
+               for item in self.inputs):  # fmt: skip
+            return None
+        digest = hashlib.sha256()
+        parts = [__version__, policy, self.mapping.fingerprint, repr(self.mapping.source),
+                 limits.settings()]  # fmt: skip
+        digest.update("\0".join(parts).encode())
+        contents: dict[str, str] = {}
+        for item in self.inputs:
+            if item.path not in contents:
+                contents[item.path] = input_kinds.content_digest(item.path)
+            where = [item.label, repr(item.sheet), item.row_prefix, contents[item.path]]
+            digest.update(("\x1e" + "\0".join(where)).encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()
 
     def duplicate_plan(
         self,

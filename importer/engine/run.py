@@ -18,7 +18,7 @@ from typing import Any
 
 from importer.core.config import Mapping
 from importer.core.pacing import PacingStats
-from importer.edges.duplicates import DuplicatePlan
+from importer.edges.duplicates import DuplicatePlan, plan_from_text, plan_to_text
 from importer.edges.outputs import check_outputs
 from importer.edges.progress import Progress, Sample, Snapshot, Timeline, choose_progress
 from importer.edges.report import Summary, warnings_path
@@ -192,7 +192,7 @@ class _Run:
         self, duplicates: str, started: float, patterns: Sequence[str | TableInput]
     ) -> JobResult:
         job, outputs, state = self.job, self.outputs, self.state
-        plan = job.duplicate_plan(duplicates, outputs.progress)
+        plan = duplicate_plan(job, state, duplicates, outputs.progress)
         mode = "dry-run" if self.options.dry_run else "run"
         summary = Summary(mode=mode, source=named(patterns), encoding=job.encoding)
         failures = job.failure_writer(outputs.failures)
@@ -318,6 +318,32 @@ class _Run:
             except OutputError as exc:
                 notes.append(f"warning: {exc}")
         return notes
+
+
+def duplicate_plan(
+    job: Job, state: StateStore | None, policy: str, progress: bool = True
+) -> DuplicatePlan:
+    """The duplicate check (a read of every input's id column), or with --state its
+    result from an earlier run over inputs with the very same bytes: a digest of every
+    byte, with the mapping and the policy, decides (times and sizes alone do not)."""
+    key = job.id_pass_key(policy) if state is not None and policy != "all" else None
+    if state is not None and key is not None:
+        text = state.remembered_plan(key)
+        remembered = plan_from_text(text) if text is not None else None
+        if remembered is not None and remembered.policy == policy:
+            log.info(
+                "duplicates: the inputs are byte for byte those checked before; %d users "
+                "on more than one row (not read again)",
+                remembered.duplicate_users,
+            )
+            return remembered
+    plan = job.duplicate_plan(policy, progress)
+    if state is not None and key is not None:
+        try:
+            state.remember_plan(key, plan_to_text(plan))
+        except OutputError as exc:  # the run goes on; its own writes will tell
+            log.warning("could not remember the duplicate check: %s", exc)
+    return plan
 
 
 def lacking(runner: Runner) -> str:
