@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zipfile
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 import openpyxl
@@ -127,6 +127,15 @@ def test_numbers_read_as_at_most_15_significant_digits(value: float) -> None:
     assert float(text) == float(f"{value:.15g}")
     digits = text.lstrip("-").split("e")[0].replace(".", "").strip("0")
     assert len(digits) <= 15
+
+
+@given(st.datetimes(timezones=st.sampled_from([None, timezone(timedelta(hours=3, minutes=30))])))
+def test_date_times_read_as_iso_8601_dates_at_midnight(value: datetime) -> None:
+    text = excel_cell_text(value)
+    if value.time() == time(0):
+        assert text == value.date().isoformat()
+    else:
+        assert text == value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
 
 
 def _book(path: Path, rows: list[list[object]]) -> Path:

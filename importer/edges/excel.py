@@ -63,6 +63,9 @@ def _float_text(value: float) -> str:
         return repr(value)
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
+    text = repr(value)
+    if len(text) <= 16 and "e" not in text:
+        return text  # at most 15 digits: already what 15 significant digits show
     shown = float(f"{value:.15g}")
     if shown.is_integer() and abs(shown) < 1e16:
         return str(int(shown))
@@ -75,9 +78,11 @@ def _fraction(micro: int) -> str:
 
 
 def _datetime_text(value: datetime) -> str:
-    if value.time() == time(0):
-        return value.date().isoformat()
-    return value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
+    if value.microsecond:
+        return value.isoformat(timespec="milliseconds")
+    if value.hour or value.minute or value.second:
+        return value.isoformat()  # to the second, as there is no fraction
+    return value.date().isoformat()
 
 
 def _time_text(value: time) -> str:
@@ -189,8 +194,9 @@ def open_excel(
     with _zip(file, name) as book:
         package = _package(book, name)
         chosen = _pick_sheet(name, package, sheet)
-        scan = xlsx.scan_sheet(book, chosen.part, name)
-        loose = scan.loose_text or xlsx.has_loose_text(book, package.shared_strings_part)
+    info = file.stat()
+    scan, loose = _scan(str(file.resolve()), info.st_mtime_ns, info.st_size, name, chosen.part,
+                        package.shared_strings_part)  # fmt: skip
     _check_size(name, chosen.name, scan)
     forced = os.environ.get("METRIX_EXCEL_READER", "")
     fast = (
@@ -207,6 +213,18 @@ def open_excel(
     if rows is None:
         rows = _streaming_rows(file, name, package, chosen)
     return _source(name, size, chosen.name, rows, header_row, scan.rows, scan.errors)
+
+
+@functools.lru_cache(maxsize=4)
+def _scan(
+    path: str, mtime_ns: int, size: int, name: str, part: str, strings_part: str
+) -> tuple[xlsx.SheetScan, bool]:
+    """The byte scan of a sheet (and whether its text could be trimmed), kept for the
+    next open of the same unchanged file: a run opens each input two or three times,
+    and the scan unpacks the whole sheet."""
+    with _zip(Path(path), name) as book:
+        scan = xlsx.scan_sheet(book, part, name)
+        return scan, scan.loose_text or xlsx.has_loose_text(book, strings_part)
 
 
 def _source(
@@ -289,12 +307,14 @@ def excel_records(
             if gap > 0:
                 stats.blank_rows += gap
                 run += gap
-            cells = [text_of(type(v), str)(v) for v in values[:width]]
+            # Most cells are text already: only the others need their text form.
+            cells = [v if type(v) is str else text_of(type(v), str)(v) for v in values[:width]]
             if len(values) > width and any(
                 excel_cell_text(v).strip(WHITESPACE) for v in values[width:]
             ):
                 stats.warnings[UNLABELLED] += 1
-            if not any(cell.strip(WHITESPACE) for cell in cells):
+            # One strip of the joined cells: blank exactly when every cell is.
+            if not "".join(cells).strip(WHITESPACE):
                 stats.blank_rows += 1
                 run += 1
                 continue
