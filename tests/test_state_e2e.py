@@ -94,36 +94,43 @@ def failures_expected(rows: list[list[str]]) -> list[bool]:
     return [not isinstance(mapper.map_row(row), MappedRow) for row in rows]
 
 
-def nightly(sb: Sandbox, tmp_path: Path, data: Path) -> subprocess.CompletedProcess[str]:
+def nightly(
+    sb: Sandbox, tmp_path: Path, data: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
     """The nightly command: ``run DATA --state tmp_path/state.db --only-changed``."""
     state = tmp_path / "state.db"
-    return run_cli(sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed")
+    return run_cli(
+        sb, tmp_path, data, "-m", SAMPLE_MAPPING, "--state", state, "--only-changed", *extra
+    )
 
 
+# --workers 2: the worker processes fingerprint rows and look them up in the state.
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["inline", "workers"])
 def test_only_changed_sends_nothing_unchanged_and_exactly_the_modified_and_new(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, tmp_path: Path, workers: list[str]
 ) -> None:
-    rows = list(customer_rows(400, seed=3, invalid_rate=0.0))
+    count = 2500  # three chunks of rows
+    rows = list(customer_rows(count, seed=3, invalid_rate=0.0))
     data = write_export(tmp_path / "export.csv", rows)
-    first = nightly(sandbox, tmp_path, data)
+    first = nightly(sandbox, tmp_path, data, *workers)
     assert first.returncode == 0, first.stderr
-    assert summary(tmp_path)["rows_sent"] == 400
-    second = nightly(sandbox, tmp_path, data)
+    assert summary(tmp_path)["rows_sent"] == count
+    second = nightly(sandbox, tmp_path, data, *workers)
     assert second.returncode == 0
     again = summary(tmp_path)
-    assert (again["rows_sent"], again["rows_skipped"], again["requests"]) == (0, 400, 0)
-    # The nightly export changes: 1% modified (4 users), 1% new (4 users).
-    modified = {5, 77, 150, 399}
+    assert (again["rows_sent"], again["rows_skipped"], again["requests"]) == (0, count, 0)
+    # The nightly export changes: a few users modified (in each chunk), 4 new users.
+    modified = {5, 77, 999, 1000, 2499}
     for index in modified:
         rows[index][3] = f"changed.{index}@example.com"
     new_rows = [[f"N{i}", *rows[i][1:]] for i in range(4)]
     write_export(data, rows + new_rows)
     before = sandbox.stats()["accepted_messages"]
-    third = nightly(sandbox, tmp_path, data)
+    third = nightly(sandbox, tmp_path, data, *workers)
     assert third.returncode == 0, third.stderr
     last = summary(tmp_path)
-    assert (last["rows_sent"], last["rows_skipped"]) == (8, 400 - 4)
-    assert sandbox.stats()["accepted_messages"] - before == 8
+    assert (last["rows_sent"], last["rows_skipped"]) == (9, count - 5)
+    assert sandbox.stats()["accepted_messages"] - before == 9
     for index in modified:
         stored = sandbox.user(rows[index][0])
         assert stored is not None

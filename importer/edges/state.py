@@ -29,12 +29,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -412,12 +413,12 @@ class StateStore:
         return self._same(pairs, "raw")
 
     def _same(self, pairs: Sequence[tuple[str, bytes]], column: str) -> set[str]:
-        wanted = dict(pairs)
-        return {
-            user
-            for user, value in stored_values(self.db, list(wanted), column)
-            if wanted[user] == value
-        }
+        return same_values(self.db, pairs, column)
+
+    def raw_lookup(self) -> Callable[[], Callable[[Sequence[tuple[str, bytes]]], set[str]]]:
+        """What makes ``unchanged_raw`` in a forked worker process: a read-only
+        connection of its own to this file (a connection must not cross a fork)."""
+        return functools.partial(_raw_lookup, self.path)
 
     def record_sent(
         self, source: str, row: int, user_id: str, fingerprint: bytes, raw: bytes
@@ -505,6 +506,29 @@ def _state_write_error(path: Path, exc: Exception) -> OutputError:
         f"cannot write the state file: {problem}; everything committed before is kept",
         space_hint(path, error),
     )
+
+
+def same_values(
+    db: sqlite3.Connection, pairs: Sequence[tuple[str, bytes]], column: str
+) -> set[str]:
+    """The users among ``pairs`` whose stored ``column`` equals the value given."""
+    wanted = dict(pairs)
+    return {
+        user for user, value in stored_values(db, list(wanted), column) if wanted[user] == value
+    }
+
+
+def _raw_lookup(path: Path) -> Callable[[Sequence[tuple[str, bytes]]], set[str]]:
+    """``unchanged_raw`` over a read-only connection opened on first use."""
+    opened: list[sqlite3.Connection] = []
+
+    def unchanged_raw(pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        if not opened:
+            uri = path.resolve().as_uri() + "?mode=ro"
+            opened.append(sqlite3.connect(uri, uri=True, check_same_thread=False))
+        return same_values(opened[0], pairs, "raw")
+
+    return unchanged_raw
 
 
 def stored_values(

@@ -162,13 +162,16 @@ class Job:
         if workers is None:
             small = sum(_size(item) for item in self.inputs) < AUTO_WORKERS_MIN_BYTES
             workers = 0 if small else default_workers(encode)
-        self._pool = MapPool(self.mappers, workers, encode)
+        self._pool = MapPool(self.mappers, workers, encode, self.raw_checks)
 
-    def remember_raw(self, unchanged: Unchanged | None) -> None:
+    def remember_raw(
+        self, unchanged: Unchanged | None, in_worker: Callable[[], Unchanged] | None = None
+    ) -> None:
         """Fingerprint raw rows for the state; with ``unchanged``, skip rows whose cells
-        are those last delivered before mapping them."""
+        are those last delivered before mapping them. Call before ``start_workers``:
+        the workers then do both, each looking up with what ``in_worker`` makes."""
         self.raw_checks = {
-            label: RawCheck(mapper, unchanged, __version__)
+            label: RawCheck(mapper, unchanged, __version__, in_worker)
             for label, mapper in self.mappers.items()
         }
 

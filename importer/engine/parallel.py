@@ -2,7 +2,8 @@
 
 Reading stays in the main process: it owns the file, the row numbers, resume and
 abort. Records are taken in chunks; a chunk may first be checked against the state
-(rows whose raw cells are exactly those last delivered need no mapping at all), then
+(rows whose raw cells are exactly those last delivered need no mapping at all; with
+worker processes, each worker fingerprints and looks up its chunks itself), then
 mapped — inline, or by worker processes that run the compiled mapper and send back
 compact results: for a valid row its user id, time and content JSON (or nothing at
 all when only validating), for an invalid row its reasons. Results come back in input
@@ -23,7 +24,7 @@ import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.pool import Pool
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from importer.core.messages import MappedRow, RowMapper
 
@@ -34,6 +35,7 @@ VALID = MappedRow("", 0, {})
 # Set in the parent just before forking; each worker inherits them.
 _MAPPERS: dict[str, RowMapper] = {}
 _ENCODE = True
+_RAW_CHECKS: dict[str, RawCheck] = {}
 
 Record = tuple[int, list[str], str | None]
 # Per row: a MappedRow (mapped here) | (user id, time, content JSON[, warnings]) (mapped
@@ -41,6 +43,10 @@ Record = tuple[int, list[str], str | None]
 # materialised, with warnings) | [error text, (reason keys...)] (invalid).
 RowResult = MappedRow | tuple[str, int, str] | tuple[str, int, str, str] | str | list[Any] | None
 ChunkResult = tuple[list[RowResult], dict[str, int]]
+# A chunk checked against the state and mapped by a worker: its results and warnings,
+# the raw fingerprints of all its rows (8 bytes each, in order), and the positions of
+# the rows left out as unchanged.
+CheckedResult = tuple[list[RowResult], dict[str, int], bytes, list[int]]
 # (user id, raw fingerprint) pairs -> the user ids whose last delivery had the same
 # raw fingerprint (see RawCheck).
 Unchanged = Callable[[Sequence[tuple[str, bytes]]], set[str]]
@@ -55,11 +61,13 @@ def default_workers(encode: bool) -> int:
     return max(0, min(cores, 4) - (1 if encode else 0)) if cores > 1 else 0
 
 
-def _ignore_interrupts() -> None:
+def _start_worker() -> None:
     # Ctrl-C reaches the whole process group; the main process handles it and
     # stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for check in _RAW_CHECKS.values():
+        check.for_worker()
 
 
 # Cells of a chunk travel to a worker as one string (cells joined by US, rows by RS):
@@ -88,6 +96,19 @@ def _unpack(rows: str | list[list[str]]) -> list[list[str]]:
 def _map_chunk(label: str, packed: str | list[list[str]]) -> ChunkResult:
     """Map rows in a worker; valid rows travel as content JSON, not objects."""
     return _map_rows(_MAPPERS[label], _unpack(packed), _ENCODE, as_objects=False)
+
+
+def _check_and_map_chunk(label: str, packed: str | list[list[str]]) -> CheckedResult:
+    """Fingerprint the raw rows in a worker, leave out those unchanged since their
+    last delivery (looked up by the worker itself), and map the rest."""
+    rows = _unpack(packed)
+    raw, unchanged = _RAW_CHECKS[label].check(
+        [(index, cells, None) for index, cells in enumerate(rows)]
+    )
+    if unchanged:
+        rows = [cells for index, cells in enumerate(rows) if index not in unchanged]
+    results, warnings = _map_rows(_MAPPERS[label], rows, _ENCODE, as_objects=False)
+    return results, warnings, b"".join(raw.values()), sorted(unchanged)
 
 
 def _map_rows(
@@ -120,6 +141,10 @@ class _Pending(Protocol):
     def get(self) -> ChunkResult: ...
 
 
+class _PendingChecked(Protocol):
+    def get(self) -> CheckedResult: ...
+
+
 class _Done:
     """A chunk mapped in the main process (quacks like AsyncResult)."""
 
@@ -134,19 +159,30 @@ class MapPool:
     """Maps chunks of rows: in worker processes, or inline when ``workers`` is 0.
     ``close`` stops the workers."""
 
-    def __init__(self, mappers: dict[str, RowMapper], workers: int, encode: bool) -> None:
+    def __init__(
+        self,
+        mappers: dict[str, RowMapper],
+        workers: int,
+        encode: bool,
+        raw_checks: dict[str, RawCheck] | None = None,
+    ) -> None:
+        """``raw_checks``: the workers also fingerprint raw rows and leave out those
+        unchanged (``submit_checked``), each with its own look-ups."""
         global _ENCODE
         self.mappers = mappers
         self.encode = encode
         self.warnings: Counter[str] = Counter()
         self.depth = max(1, workers * 3)
         self._pool: Pool | None = None
+        self.checks_raw = workers > 0 and bool(raw_checks)
         if workers > 0:
             _MAPPERS.clear()
             _MAPPERS.update(mappers)
+            _RAW_CHECKS.clear()
+            _RAW_CHECKS.update(raw_checks or {})
             _ENCODE = encode
             self._pool = multiprocessing.get_context("fork").Pool(
-                workers, initializer=_ignore_interrupts
+                workers, initializer=_start_worker
             )
 
     def close(self) -> None:
@@ -161,6 +197,11 @@ class MapPool:
             return self._pool.apply_async(_map_chunk, (label, _pack(rows)))
         return _Done(_map_rows(self.mappers[label], rows, self.encode, as_objects=True))
 
+    def submit_checked(self, label: str, rows: list[list[str]]) -> _PendingChecked:
+        """Check and map in a worker (only when ``checks_raw``)."""
+        assert self._pool is not None
+        return self._pool.apply_async(_check_and_map_chunk, (label, _pack(rows)))
+
 
 class RawCheck:
     """Recognises rows whose cells are exactly those last delivered for their user.
@@ -170,9 +211,17 @@ class RawCheck:
     mapping work, which is what keeps a nightly --only-changed pass fast.
     """
 
-    def __init__(self, mapper: RowMapper, unchanged: Unchanged | None, version: str) -> None:
+    def __init__(
+        self,
+        mapper: RowMapper,
+        unchanged: Unchanged | None,
+        version: str,
+        in_worker: Callable[[], Unchanged] | None = None,
+    ) -> None:
+        """``in_worker`` makes the look-up a worker process uses (its own connection)."""
         self._user_id_of = mapper.user_id_of
         self._unchanged = unchanged
+        self._in_worker = in_worker
         salt = "\x1e".join([version, mapper.mapping.fingerprint, *mapper.header])
         self._salt = salt.encode() + b"\x1d"
 
@@ -180,6 +229,12 @@ class RawCheck:
         return hashlib.blake2b(
             self._salt + "\x1f".join(cells).encode("utf-8", "surrogatepass"), digest_size=8
         ).digest()
+
+    def for_worker(self) -> None:
+        """In a forked worker: look up with a connection of its own."""
+        if self._unchanged is not None and self._in_worker is not None:
+            self._unchanged = self._in_worker()
+            self._in_worker = None
 
     def check(self, chunk: list[Record]) -> tuple[dict[int, bytes], set[int]]:
         """Raw fingerprints of the readable rows, and which rows are unchanged."""
@@ -194,6 +249,16 @@ class RawCheck:
             return raw, set()
         same = self._unchanged([(users[n], raw[n]) for n in users])
         return raw, {n for n, user in users.items() if user in same}
+
+
+def _by_number(
+    chunk: list[Record], blob: bytes, left_out: list[int]
+) -> tuple[dict[int, bytes], set[int]]:
+    """A worker's answer by row number: the raw fingerprint of each readable row (8
+    bytes each, in order), and the rows left out as unchanged (by position)."""
+    numbers = [number for number, _, problem in chunk if problem is None]
+    raw = {number: blob[i * 8 : i * 8 + 8] for i, number in enumerate(numbers)}
+    return raw, {numbers[i] for i in left_out}
 
 
 # One record after mapping: (number, cells, problem, result, raw fingerprint, unchanged)
@@ -220,7 +285,9 @@ class MappedRecords:
         self._pool = pool
         self._skip = skip
         self._raw_check = raw_check
-        self._pending: deque[tuple[list[Record], _Pending, dict[int, bytes], set[int]]] = deque()
+        self._pending: deque[
+            tuple[list[Record], _Pending | _PendingChecked, dict[int, bytes] | None, set[int]]
+        ] = deque()
         self._current: list[Record] = []
         self._position = 0
 
@@ -240,6 +307,11 @@ class MappedRecords:
     def _submit(self, chunk: list[Record]) -> None:
         raw: dict[int, bytes] = {}
         unchanged: set[int] = set()
+        if self._raw_check is not None and self._pool.checks_raw:
+            readable = [cells for _, cells, problem in chunk if problem is None]
+            checked = self._pool.submit_checked(self._label, readable)
+            self._pending.append((chunk, checked, None, unchanged))  # None: the worker's
+            return
         if self._raw_check is not None:
             raw, unchanged = self._raw_check.check(chunk)
         rows = [cells for number, cells, problem in chunk
@@ -258,8 +330,13 @@ class MappedRecords:
                 self._submit(chunk)
             if not self._pending:
                 return
-            chunk, future, raw, unchanged = self._pending[0]
-            results, warnings = future.get()
+            chunk, future, known, unchanged = self._pending[0]
+            if known is None:  # checked by a worker
+                results, warnings, blob, left_out = cast(_PendingChecked, future).get()
+                raw, unchanged = _by_number(chunk, blob, left_out)
+            else:
+                results, warnings = cast(_Pending, future).get()
+                raw = known
             self._pending.popleft()
             self._pool.warnings.update(warnings)
             self._current, self._position = chunk, 0

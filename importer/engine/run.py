@@ -144,11 +144,14 @@ def _run_job(
             run_time = _begin(state, inputs, mapping, restart, state_path)
         job = Job(inputs, mapping, run_time)
         try:
+            if state is not None:
+                if options.only_changed:
+                    job.remember_raw(state.unchanged_raw, state.raw_lookup())
+                else:
+                    job.remember_raw(None)
             # Workers are forked before the event loop starts: forking a running loop
             # (and aiohttp's resolver threads) is not safe.
             job.start_workers(workers, encode=not options.dry_run)
-            if state is not None:
-                job.remember_raw(state.unchanged_raw if options.only_changed else None)
             run = _Run(job, options, retry or RetryPolicy(), outputs, state,
                        state_path=state_path, signals=signals)  # fmt: skip
             holder.append(run)
