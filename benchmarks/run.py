@@ -2,7 +2,9 @@
 
 Every figure is measured on the real command line in a child process, as a user runs it:
 rows/s = ``rows_total`` (from ``--summary-json``) / wall-clock seconds from process start
-to exit, and peak memory = the child's own ``ru_maxrss`` (from ``os.wait4``). Each
+to exit, peak memory = the child's own ``ru_maxrss`` and CPU = its user + system time
+with the worker processes it waited for (both from ``os.wait4``; CPU is less sensitive
+than wall time to other load on the machine). Each
 measurement runs ``--repeat`` times (default 3) and the median is reported; the peak RSS
 shown is the largest of those runs. The 5M-row memory check runs once.
 
@@ -390,6 +392,7 @@ class Sample:
     duration_seconds: float
     maxrss_kib: int
     exit_code: int
+    cpu_seconds: float = 0.0  # user + system of the command and its worker processes
 
     @property
     def rate(self) -> float:
@@ -401,6 +404,7 @@ class Sample:
         data["sent_per_second"] = round(self.rows_sent / max(self.wall_seconds, 1e-9), 1)
         data["peak_rss_mb"] = round(self.maxrss_kib * 1024 / MB, 1)
         data["wall_seconds"] = round(self.wall_seconds, 3)
+        data["cpu_seconds"] = round(self.cpu_seconds, 3)
         return data
 
 
@@ -496,6 +500,7 @@ class Bench:
             duration_seconds=float(summary.get("duration_seconds", 0.0)),
             maxrss_kib=child.maxrss_kib,
             exit_code=child.exit_code,
+            cpu_seconds=child.cpu_seconds,
         )
 
     def measure(
@@ -511,7 +516,7 @@ class Bench:
                 print(
                     f"  run {attempt + 1}/{times}: {sample.rows_total:,} rows in "
                     f"{sample.wall_seconds:.1f} s = {sample.rate:,.0f} rows/s "
-                    f"(sent {sample.rows_sent:,}), peak RSS "
+                    f"(sent {sample.rows_sent:,}), CPU {sample.cpu_seconds:.1f} s, peak RSS "
                     f"{sample.maxrss_kib * 1024 / MB:.0f} MB",
                     flush=True,
                 )
@@ -557,6 +562,7 @@ class Bench:
                 duration_seconds=float(summary["duration_seconds"]),
                 maxrss_kib=child.maxrss_kib,
                 exit_code=child.exit_code,
+                cpu_seconds=child.cpu_seconds,
             )
 
         result = self.measure(Result(key, what, target, minimum), self.repeat, once)
