@@ -174,7 +174,11 @@ class MapPool:
         self.warnings: Counter[str] = Counter()
         self.depth = max(1, workers * 3)
         self._pool: Pool | None = None
-        self.checks_raw = workers > 0 and bool(raw_checks)
+        self.checks_raw = (
+            workers > 0
+            and bool(raw_checks)
+            and all(check.worker_safe for check in (raw_checks or {}).values())
+        )
         if workers > 0:
             _MAPPERS.clear()
             _MAPPERS.update(mappers)
@@ -229,6 +233,11 @@ class RawCheck:
         return hashlib.blake2b(
             self._salt + "\x1f".join(cells).encode("utf-8", "surrogatepass"), digest_size=8
         ).digest()
+
+    @property
+    def worker_safe(self) -> bool:
+        """Whether a worker can run it: it looks nothing up, or has its own look-up."""
+        return self._unchanged is None or self._in_worker is not None
 
     def for_worker(self) -> None:
         """In a forked worker: look up with a connection of its own."""
