@@ -191,13 +191,12 @@ def test_a_worker_killed_mid_run_has_its_partition_run_again(
 @pytest.mark.parametrize(
     ("options", "said"),
     [
-        (("--engine", "dask", "--state", "s.db"), "--state and --only-changed cannot be used"),
         (("--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"),
          "give --scheduler or --workers, not both"),
         (("--scheduler", "tcp://127.0.0.1:1"), "--scheduler is for --engine dask"),
     ],
 )  # fmt: skip
-def test_what_the_dask_engine_does_not_do_yet_is_refused_before_anything_starts(
+def test_what_the_dask_engine_cannot_do_is_refused_before_anything_starts(
     tmp_path: Path, options: tuple[str, ...], said: str
 ) -> None:
     env = {

@@ -199,7 +199,7 @@ def run(
     retry = RetryPolicy(max_retries=max_retries)
     if engine == "dask":
         result = _run_on_dask(sources, mapping, options, outputs, retry, duplicates,
-                              state_path, scheduler, workers, partition_rows,
+                              state_path, restart, scheduler, workers, partition_rows,
                               allow_insecure)  # fmt: skip
     else:
         if scheduler:
@@ -231,6 +231,7 @@ def _run_on_dask(
     retry: Any,
     duplicates: str,
     state_path: str | None,
+    restart: bool,
     scheduler: str | None,
     workers: int | None,
     partition_rows: int,
@@ -238,16 +239,12 @@ def _run_on_dask(
 ) -> Any:
     from importer.engine.cluster import Cluster, run_on_cluster
 
-    if state_path or options.only_changed:
-        raise click.UsageError(
-            "--state and --only-changed cannot be used with --engine dask yet; "
-            "run on one machine (--engine local) to resume or send only changes."
-        )
     if scheduler and workers is not None:
         raise click.UsageError("give --scheduler or --workers, not both.")
     cluster = Cluster(scheduler, workers or 2, partition_rows)
     return run_on_cluster(sources, mapping, options, outputs, cluster, retry=retry,
-                          duplicates=duplicates, allow_insecure=allow_insecure)  # fmt: skip
+                          duplicates=duplicates, allow_insecure=allow_insecure,
+                          state_path=state_path, restart=restart)  # fmt: skip
 
 
 @main.command(epilog=EXIT_CODES_HELP)

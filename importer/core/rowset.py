@@ -4,15 +4,20 @@ from __future__ import annotations
 
 
 class RowSet:
-    """Row numbers (non-negative ints) in a growable bitmap."""
+    """Row numbers (non-negative ints) in a growable bitmap; ``between`` makes one of
+    the rows in a span only, as small as the span (a partition's share, to ship)."""
 
-    __slots__ = ("_bits", "count")
+    __slots__ = ("_base", "_bits", "count")
 
     def __init__(self) -> None:
+        self._base = 0  # the row of the first bit (a multiple of 8)
         self._bits = bytearray()
         self.count = 0
 
     def add(self, row: int) -> None:
+        row -= self._base
+        if row < 0:
+            raise ValueError("row before the start of this set")
         byte = row >> 3
         if byte >= len(self._bits):
             # Grow by half again so appending rows in order stays amortised O(1).
@@ -23,8 +28,9 @@ class RowSet:
             self.count += 1
 
     def __contains__(self, row: object) -> bool:
-        if not isinstance(row, int) or row < 0:
+        if not isinstance(row, int) or row < self._base:
             return False
+        row -= self._base
         byte = row >> 3
         return byte < len(self._bits) and bool(self._bits[byte] & (1 << (row & 7)))
 
@@ -33,6 +39,8 @@ class RowSet:
 
     def to_bytes(self) -> bytes:
         """The bitmap (bit ``row & 7`` of byte ``row >> 3``), without trailing zeros."""
+        if self._base:
+            raise ValueError("a span of a set (from between) has no bitmap of its own")
         return bytes(self._bits).rstrip(b"\0")
 
     @classmethod
@@ -42,3 +50,20 @@ class RowSet:
         found._bits = bytearray(data)
         found.count = int.from_bytes(data, "little").bit_count()
         return found
+
+    def between(self, first: int, last: int | None) -> RowSet:
+        """The rows from ``first`` to ``last`` (None: every later row), inclusive."""
+        first = max(first, self._base)
+        end = len(self._bits) * 8 + self._base if last is None else last + 1
+        part = RowSet()
+        if end <= first:
+            return part
+        part._base = first & ~7
+        low, high = (part._base - self._base) >> 3, ((end - 1 - self._base) >> 3) + 1
+        part._bits = bytearray(self._bits[low:high])
+        if part._bits:  # the bits of the edge bytes outside the span are cleared
+            part._bits[0] &= 0xFF << (first & 7) & 0xFF
+            if len(part._bits) == high - low:
+                part._bits[-1] &= 0xFF >> (7 - ((end - 1) & 7))
+        part.count = int.from_bytes(part._bits, "little").bit_count()
+        return part

@@ -13,7 +13,10 @@ One file (``--state PATH``, WAL mode, small transactions) remembers:
 - ``delivered``: per customUserId, fingerprints of the content last delivered and of
   the row it came from (for ``--only-changed``); kept across runs;
 - ``id_pass``: the duplicate check's result for the inputs' exact content (with the
-  mapping, policy and version), so a run over unchanged inputs need not read them twice.
+  mapping, policy and version), so a run over unchanged inputs need not read them twice;
+- ``parts_done``: with ``run --engine dask``, the partitions of the current run whose
+  every row is recorded, so a resumed run does not even read them (a run on one
+  machine ignores them: their rows are in ``row_done``); cleared with ``row_done``.
 
 Rows are recorded as done only after Metrix answered for them, and written in batches:
 a crash loses at most the last batch, whose rows are sent again with the same message
@@ -96,6 +99,12 @@ CREATE TABLE IF NOT EXISTS id_pass (
     key TEXT PRIMARY KEY,             -- digest of the inputs' bytes, mapping, policy, version
     plan TEXT NOT NULL                -- the duplicate check's result (JSON)
 );
+CREATE TABLE IF NOT EXISTS parts_done (
+    run_id INTEGER NOT NULL,
+    part TEXT NOT NULL,               -- the partition: input label and byte range
+    blank_rows INTEGER NOT NULL,
+    PRIMARY KEY (run_id, part)
+) WITHOUT ROWID;
 """
 
 
@@ -171,6 +180,7 @@ class StateStore:
         self._pending_done: list[tuple[int, int, int, str]] = []
         self._pending_failures: list[tuple[int, int, int, str, str, str, str]] = []
         self._pending_delivered: list[tuple[str, bytes, bytes]] = []
+        self._pending_parts: list[tuple[int, str, int]] = []
 
     # --- locking ----------------------------------------------------------------------
 
@@ -347,6 +357,7 @@ class StateStore:
     def _clear_rows(self, run_id: int) -> None:
         self.db.execute("DELETE FROM row_done WHERE run_id = ?", (run_id,))
         self.db.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
+        self.db.execute("DELETE FROM parts_done WHERE run_id = ?", (run_id,))
 
     def _set_status(self, status: str) -> None:
         assert self.run is not None
@@ -404,6 +415,33 @@ class StateStore:
         done = self._done.get(self._sources.get(source, -1))
         return done is not None and row in done
 
+    def done_rows(self, source: str) -> RowSet | None:
+        """The rows of ``source`` finished before this (resumed) run, if any."""
+        return self._done.get(self._sources.get(source, -1))
+
+    def parts_done(self) -> dict[str, int]:
+        """The partitions finished before this (resumed) run, with their blank rows."""
+        assert self.run is not None
+        query = "SELECT part, blank_rows FROM parts_done WHERE run_id = ?"
+        return dict(self.db.execute(query, (self.run.run_id,)))
+
+    def record_part(self, part: str, blank_rows: int) -> None:
+        """Partition ``part`` is finished: every row of it is recorded (committed with
+        them at the next checkpoint)."""
+        assert self.run is not None
+        self._pending_parts.append((self.run.run_id, part, blank_rows))
+
+    def delivered(self, user_ids: list[str]) -> dict[str, tuple[bytes, bytes]]:
+        """(content, raw row) fingerprints last delivered, of the known ``user_ids``."""
+        found: dict[str, tuple[bytes, bytes]] = {}
+        for start in range(0, len(user_ids), 900):  # SQLite's host-parameter limit
+            chunk = user_ids[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT user_id, fingerprint, raw FROM delivered WHERE user_id IN ({marks})"
+            for user, fingerprint, raw in self.db.execute(query, chunk):
+                found[user] = (fingerprint, raw)
+        return found
+
     def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
         """The users among ``pairs`` whose last delivered content is the same (one query)."""
         return self._same(pairs, "fingerprint")
@@ -459,7 +497,7 @@ class StateStore:
 
         A full disk (or a file that became read-only) raises ``OutputError``: what was
         committed before stays, so the next run resumes from there."""
-        if not (self._pending_done or self._pending_delivered):
+        if not (self._pending_done or self._pending_delivered or self._pending_parts):
             return  # failures are always pending together with their done rows
         try:
             self._commit()
@@ -479,6 +517,9 @@ class StateStore:
         self.db.executemany(
             "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)", self._pending_delivered
         )
+        self.db.executemany(
+            "INSERT OR REPLACE INTO parts_done VALUES (?, ?, ?)", self._pending_parts
+        )
         self.db.execute(
             "UPDATE runs SET updated_at = ? WHERE id = ?",
             (_now(), self.run.run_id if self.run else 0),
@@ -487,6 +528,7 @@ class StateStore:
         self._pending_done.clear()
         self._pending_failures.clear()
         self._pending_delivered.clear()
+        self._pending_parts.clear()
 
 
 def _state_write_error(path: Path, exc: Exception) -> OutputError:

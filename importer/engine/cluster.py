@@ -12,8 +12,9 @@ order and writes the one failure CSV, the one warnings file and the one summary.
 
 ``--rate`` holds for the whole cluster: a ``PaceKeeper`` actor hands out start times
 (``importer.engine.shared_pace``), and a Retry-After one worker gets holds the others'
-next requests too. Not yet: ``--state`` and ``--only-changed`` (the state would have
-to live with the coordinator).
+next requests too. With ``--state``, the coordinator keeps the state file and records
+each partition as it completes; ``--only-changed`` asks the workers for a partition's
+user ids first and ships the state's answers with it (``importer.engine.cluster_state``).
 Dask is imported only here, and only when a run asks for it.
 """
 
@@ -22,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import itertools
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from importer.edges.progress import NoProgress
 from importer.edges.readers import Marks, Record, Source
 from importer.edges.report import FailureWriter, Summary, warnings_path
 from importer.edges.transport import HttpTransport
+from importer.engine.cluster_state import ClusterState, PieceLedger, PieceState, Settled
 from importer.engine.inputs import Input, Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
 from importer.engine.run import JobResult, Outputs, advice, exit_code, pacing_summary
@@ -50,7 +53,7 @@ from importer.engine.sending import Abort, AbortCode, RetryPolicy
 from importer.engine.shared_pace import PaceKeeper, SharedPacer, SharedStop
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
-from importer.errors import UsageProblem
+from importer.errors import OutputError, UsageProblem
 
 log = logging.getLogger("metrix_importer")
 
@@ -81,6 +84,22 @@ class Piece:
             return f"{self.item.path} (whole)"
         return f"{self.item.path} (part {self.index + 1} of {len(self.plan.parts)})"
 
+    @property
+    def key(self) -> str:
+        """The partition's name in the state file: its input and byte range."""
+        if self.plan is None or self.index is None:
+            return f"{self.item.label}\x1fwhole"
+        span = self.plan.parts[self.index]
+        return f"{self.item.label}\x1f{span.start}:{span.end}"
+
+    def rows(self) -> tuple[int, int | None]:
+        """The first and last row numbers it can hold (None: to the end)."""
+        if self.plan is None or self.index is None:
+            return 0, None
+        parts = self.plan.parts
+        last = parts[self.index + 1].rows if self.index + 1 < len(parts) else None
+        return parts[self.index].rows + 1, last
+
 
 @dataclass
 class PieceResult:
@@ -93,6 +112,7 @@ class PieceResult:
     requests: int = 0
     retries: int = 0
     status_counts: Counter[str] = field(default_factory=Counter)
+    settled: Settled | None = None  # with --state: what to record in it
 
 
 def run_on_cluster(
@@ -106,35 +126,53 @@ def run_on_cluster(
     duplicates: str = "last",
     allow_insecure: bool = False,
     client: Any = None,
+    state_path: str | None = None,
+    restart: bool = False,
 ) -> JobResult:
     """Import the inputs on a Dask cluster (``client``, a ``distributed.Client``, or one
-    made from ``cluster``)."""
+    made from ``cluster``); with ``state_path``, resumably (kept by this process)."""
     started = time.monotonic()
-    check_run(options, mapping, duplicates=duplicates, state_path=None,
+    check_run(options, mapping, duplicates=duplicates, state_path=state_path,
               allow_insecure=allow_insecure)  # fmt: skip
     inputs = expand_inputs(patterns, mapping)
     # Every output must be creatable, and none may be an input, before anything is sent.
-    check_outputs(outputs.named(), sorted({item.path for item in inputs}))
-    job = Job(inputs, mapping, run_start_millis())
-    planner = _Planner(job, cluster.rows_per_partition)
-    plan = job.duplicate_plan(duplicates, outputs.progress, planner.open)
-    pieces = list(planner.pieces())
-    log.info("%d partitions for %d input(s)", len(pieces), len(job.inputs))
-    with _client(cluster, client) as dask:
-        if _has_dashboard(dask, cluster, client):
-            log.warning("Dask dashboard: %s", dask.dashboard_link)
-        stop = f"metrix-stop-{uuid.uuid4().hex}"  # set by a worker whose key is refused
-        keeper = None
-        if options.rate is not None:  # one rate for the cluster, kept in one place
-            keeper = dask.submit(PaceKeeper, options.rate, actor=True).result()
-        futures = [
-            dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
-                        job.run_time_ms, _for_label(plan, piece.item.label), keeper,
-                        stop, pure=False)
-            for piece in pieces
-        ]  # fmt: skip
-        results = _collect(futures, pieces, outputs.progress, started)
-    return _conclude(job, results, plan, options, outputs, patterns, started)
+    check_outputs(outputs.named(state_path), sorted({item.path for item in inputs}))
+    state = ClusterState(state_path, inputs, mapping, restart) if state_path else None
+    try:
+        job = Job(inputs, mapping, run_start_millis() if state is None else state.run_time_ms)
+        planner = _Planner(job, cluster.rows_per_partition)
+        plan = job.duplicate_plan(duplicates, outputs.progress, planner.open)
+        pieces = list(planner.pieces())
+        log.info("%d partitions for %d input(s)", len(pieces), len(job.inputs))
+        todo = [piece for piece in pieces if state is None or piece.key not in state.parts]
+        if len(todo) < len(pieces):
+            log.info("%d partitions were finished before: not read again", len(pieces) - len(todo))
+        with _client(cluster, client) as dask:
+            if _has_dashboard(dask, cluster, client):
+                log.warning("Dask dashboard: %s", dask.dashboard_link)
+            stop = f"metrix-stop-{uuid.uuid4().hex}"  # set by a worker whose key is refused
+            keeper = None
+            if options.rate is not None:  # one rate for the cluster, kept in one place
+                keeper = dask.submit(PaceKeeper, options.rate, actor=True).result()
+
+            def send(piece: Piece, given: PieceState | None) -> Any:
+                return dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
+                                   job.run_time_ms, _for_label(plan, piece.item.label), keeper,
+                                   stop, given, pure=False)  # fmt: skip
+
+            def users(piece: Piece, given: PieceState) -> Any:
+                return dask.submit(piece_users, piece, mapping, job.run_time_ms, given,
+                                   pure=False)  # fmt: skip
+
+            window = 2 * max(2, len(dask.scheduler_info()["workers"]))
+            naming = users if options.only_changed else None
+            dispatch = _Dispatch(todo, send, state, naming, window)
+            results = _collect(dispatch, outputs.progress, started)
+        return _conclude(job, results, plan, options, outputs, patterns, started, state,
+                         len(pieces))  # fmt: skip
+    finally:
+        if state is not None:
+            state.close()
 
 
 def _has_dashboard(dask: Any, cluster: Cluster, given: Any) -> bool:
@@ -145,17 +183,66 @@ def _has_dashboard(dask: Any, cluster: Cluster, given: Any) -> bool:
     return bool(given is not None or cluster.scheduler or importlib.util.find_spec("bokeh"))
 
 
-def _collect(
-    futures: list[Any], pieces: list[Piece], progress: bool, started: float
-) -> list[PieceResult]:
+class _Dispatch:
+    """Hands the partitions to the cluster. With ``users`` (--only-changed), a partition
+    is first read for its user ids, and sent with the state's answers for them; then at
+    most ``window`` partitions are under way, so the answers held stay few."""
+
+    def __init__(
+        self,
+        pieces: list[Piece],
+        send: Callable[[Piece, PieceState | None], Any],
+        state: ClusterState | None,
+        users: Callable[[Piece, PieceState], Any] | None,
+        window: int,
+    ) -> None:
+        distributed: Any = importlib.import_module("distributed")
+        self.pieces, self.send, self.state, self.users = pieces, send, state, users
+        self.running = distributed.as_completed()
+        self.where: dict[str, tuple[int, bool]] = {}  # future key: (piece, naming users)
+        self.upcoming = iter(range(len(pieces)))
+        self.start(len(pieces) if users is None else window)
+
+    def start(self, count: int) -> None:
+        for index in itertools.islice(self.upcoming, count):
+            piece = self.pieces[index]
+            if self.users is not None and self.state is not None:
+                self._add(self.users(piece, self._state(piece, None)), index, True)
+            else:
+                given = None if self.state is None else self._state(piece, None)
+                self._add(self.send(piece, given), index, False)
+
+    def _state(self, piece: Piece, users: list[str] | None) -> PieceState:
+        assert self.state is not None
+        return self.state.piece(piece.item.label, *piece.rows(), users)
+
+    def _add(self, future: Any, index: int, naming: bool) -> None:
+        self.where[future.key] = (index, naming)
+        self.running.add(future)
+
+    def finished(self) -> Iterator[tuple[int, PieceResult]]:
+        """(partition, result) as each partition finishes, recorded in the state."""
+        for future in self.running:
+            index, naming = self.where.pop(future.key)
+            piece = self.pieces[index]
+            if naming:
+                self._add(self.send(piece, self._state(piece, future.result())), index, False)
+                continue
+            result: PieceResult = future.result()
+            if self.state is not None and result.settled is not None:
+                complete = result.abort is None
+                self.state.record(piece.key, result.settled, result.summary.blank_rows, complete)
+                result.settled = None  # recorded: no need to keep it
+            self.start(1)
+            yield index, result
+
+
+def _collect(dispatch: _Dispatch, progress: bool, started: float) -> list[PieceResult]:
     """The partitions' results in input order; a log line as each one finishes."""
-    distributed: Any = importlib.import_module("distributed")
-    where = {future.key: index for index, future in enumerate(futures)}
-    results: list[PieceResult | None] = [None] * len(futures)
+    pieces = dispatch.pieces
+    results: list[PieceResult | None] = [None] * len(pieces)
     rows = sent = failed = 0
-    for done, future in enumerate(distributed.as_completed(futures), start=1):
-        index = where[future.key]
-        result: PieceResult = future.result()
+    for done, (index, result) in enumerate(dispatch.finished(), start=1):
         results[index] = result
         part = result.summary
         rows, sent, failed = (
@@ -167,7 +254,7 @@ def _collect(
             speed = sent / max(time.monotonic() - started, 1e-9)
             log.info(
                 "partition %d of %d done (%s): %s rows so far, %s sent, %s failed, %.0f users/s",
-                done, len(futures), pieces[index].describe(), f"{rows:,}", f"{sent:,}",
+                done, len(pieces), pieces[index].describe(), f"{rows:,}", f"{sent:,}",
                 f"{failed:,}", speed,
             )  # fmt: skip
     return [result for result in results if result is not None]
@@ -182,18 +269,24 @@ def run_piece(
     duplicates: DuplicatePlan,
     keeper: Any = None,
     stop: str | None = None,
+    state: PieceState | None = None,
 ) -> PieceResult:
     """On a worker: read, map and send one partition as a single-machine run would;
     with ``keeper`` (a ``PaceKeeper`` actor), at the cluster's one ``--rate``; with
     ``stop`` (the name of the cluster's stop flag), stopping when another worker's run
-    is aborted for the key or the endpoint."""
+    is aborted for the key or the endpoint; with ``state`` (from the coordinator's
+    state file), skipping the rows done before and keeping what it settles."""
     job = _PieceJob(piece, mapping, run_time_ms)
+    ledger = None if state is None else PieceLedger(state)
     try:
         job.start_workers(0, encode=not options.dry_run)  # the cluster is the parallelism
+        if state is not None:
+            job.remember_raw(state.unchanged_raw if options.only_changed else None)
         summary = Summary(mode="dry-run" if options.dry_run else "run")
         failures, warned = _Collected(), _Collected()
-        tally = Tally(summary, failures, None, warned)
-        reading = job.reading(None, duplicates)
+        tally = Tally(summary, failures, ledger, warned)
+        skip = state.skip if state is not None and state.has_done else None
+        reading = job.reading(skip, duplicates)
         shared = None if stop is None else SharedStop(_DaskFlag(stop))
         runner = asyncio.run(_drive(options, retry, tally, reading, keeper, shared))
         summary.blank_rows = reading.blank_rows
@@ -201,6 +294,7 @@ def run_piece(
     finally:
         job.close()
     result = PieceResult(summary, failures.rows, warned.rows)
+    result.settled = None if ledger is None else ledger.settled
     if runner.abort is not None:
         result.abort = (runner.abort.code.value, runner.abort.reason)
     stats = runner.sender.stats if runner.sender is not None else None
@@ -208,6 +302,25 @@ def run_piece(
         result.requests, result.retries = stats.requests, stats.retries
         result.status_counts.update(stats.status_counts)
     return result
+
+
+def piece_users(piece: Piece, mapping: Mapping, run_time_ms: int, state: PieceState) -> list[str]:
+    """On a worker, with --only-changed: the user ids of a partition's rows not done."""
+    job = _PieceJob(piece, mapping, run_time_ms)
+    label = piece.item.label
+    user_of = job.mappers[label].user_id_of
+    found: set[str] = set()
+    source = job.open(piece.item)
+    try:
+        for row, cells, problem in source.records:
+            if problem is None and not state.skip(label, row) and (user := user_of(cells)):
+                found.add(user)
+    finally:
+        close = getattr(source.records, "close", None)
+        if close is not None:
+            close()
+        job.close()
+    return sorted(found)
 
 
 async def _drive(
@@ -405,8 +518,11 @@ def _conclude(
     outputs: Outputs,
     patterns: Sequence[str],
     started: float,
+    state: ClusterState | None = None,
+    partitions: int = 0,
 ) -> JobResult:
-    """Add the partitions' results up, in input order, into the one set of reports."""
+    """Add the partitions' results up, in input order, into the one set of reports
+    (after what a resumed run had done before)."""
     mode = "dry-run" if options.dry_run else "run"
     summary = Summary(mode=mode, source=", ".join(patterns), encoding=job.encoding)
     failures = job.failure_writer(outputs.failures)
@@ -414,7 +530,10 @@ def _conclude(
     abort: Abort | None = None
     requests = retries = 0
     statuses: Counter[str] = Counter()
+    notes: list[str] = []
     try:
+        if state is not None:
+            notes = state.restore(summary, failures)
         for result in results:
             _add(summary, result.summary)
             for row, stage, error, cells, source in result.failures:
@@ -435,11 +554,27 @@ def _conclude(
         requests=requests, retries=retries, status_counts=dict(sorted(statuses.items())),
         users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
         aborted=None if abort is None else abort.reason, duplicates=plan.as_dict(),
-        pacing=pacing_summary(None), engine="dask", partitions=len(results),
+        pacing=pacing_summary(None), engine="dask", partitions=partitions or len(results),
     )  # fmt: skip
+    if state is not None:
+        notes += _finish(state, abort, summary)
     if outputs.summary_json is not None:
         summary.write_json(outputs.summary_json)
-    return JobResult(summary, exit_code(summary, abort), advice(abort, summary, job.mapping))
+    where = None if state is None else str(state.store.path)
+    return JobResult(summary, exit_code(summary, abort),
+                     advice(abort, summary, job.mapping, state_path=where), notes)  # fmt: skip
+
+
+def _finish(state: ClusterState, abort: Abort | None, summary: Summary) -> list[str]:
+    """Record how the run ended in the state file (a note if it cannot be written)."""
+    status = "finished" if abort is None else "aborted"
+    if abort is not None and abort.code is AbortCode.INTERRUPTED:
+        status = abort.code.status
+    try:
+        state.store.finish(status, summary.as_dict())
+    except OutputError as exc:
+        return [f"warning: {exc}"]
+    return []
 
 
 def _add(total: Summary, part: Summary) -> None:

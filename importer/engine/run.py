@@ -141,7 +141,7 @@ def _run_job(
     try:
         run_time = run_start_millis()
         if state is not None:
-            run_time = _begin(state, inputs, mapping, restart, state_path)
+            run_time = begin_state(state, inputs, mapping, restart, state_path)
         job = Job(inputs, mapping, run_time)
         try:
             if state is not None:
@@ -163,7 +163,7 @@ def _run_job(
             state.close()
 
 
-def _begin(
+def begin_state(
     state: StateStore, inputs: list[Input], mapping: Mapping, restart: bool, where: str | None
 ) -> int:
     """Start (or resume) the state file's run; its fixed start time."""

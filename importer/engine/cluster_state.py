@@ -1,0 +1,161 @@
+"""``--state`` and ``--only-changed`` for ``run --engine dask``.
+
+The coordinator owns the one state file; workers never open it (a remote scheduler's
+workers could not see it). For each partition the coordinator ships what the worker
+needs from it, as a ``PieceState``:
+
+- the rows of the partition finished before a resume, so the worker skips them;
+- with ``--only-changed``, the fingerprints last delivered for the partition's users
+  (the worker names them first, reading the partition for its user ids only), so the
+  worker answers "already delivered with this content?" as a single-machine run does.
+
+The worker counts into a ``PieceLedger``, which keeps what it settled (sent with the
+fingerprints, failed, skipped); the coordinator records that in the state file as each
+partition completes (``ClusterState.record``), marking the partition done when every
+row of it is. A coordinator that dies loses at most the partitions in flight: the next
+run with the same ``--state`` skips the partitions done, skips the rows recorded, and
+sends the rest with the same message ids (the run's start time is in the state file).
+The state file is the one a single-machine run keeps, so either engine resumes the
+other's run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from importer.core.config import Mapping
+from importer.core.rowset import RowSet
+from importer.edges.report import FailureWriter, Summary
+from importer.edges.state import StateStore
+from importer.engine.inputs import Input
+from importer.engine.run import begin_state
+from importer.engine.tally import Tally
+
+# (source, row, user id, content fingerprint, raw fingerprint)
+Sent = tuple[str, int, str, bytes, bytes]
+# (source, row, stage, error, cells, keys)
+Failed = tuple[str, int, str, str, list[str], list[str]]
+
+
+@dataclass
+class PieceState:
+    """What a worker needs from the state file for one partition."""
+
+    done: RowSet | None = None  # rows finished before this (resumed) run
+    # With --only-changed: (content, raw row) fingerprints last delivered, by user.
+    known: dict[str, tuple[bytes, bytes]] | None = None
+
+    def skip(self, source: str, row: int) -> bool:
+        return self.done is not None and row in self.done
+
+    @property
+    def has_done(self) -> bool:
+        return self.done is not None and len(self.done) > 0
+
+    def unchanged_raw(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        """The users among ``pairs`` last delivered from exactly the same raw row."""
+        return self._same(pairs, 1)
+
+    def _same(self, pairs: Sequence[tuple[str, bytes]], which: int) -> set[str]:
+        known = self.known or {}
+        return {user for user, value in pairs if user in known and known[user][which] == value}
+
+
+@dataclass
+class Settled:
+    """What a worker settled in its partition, for the coordinator's state file."""
+
+    sent: list[Sent] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    skipped: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+class PieceLedger:
+    """The worker's ``Ledger``: answers from its ``PieceState``, keeps what it settles."""
+
+    def __init__(self, state: PieceState) -> None:
+        self.state = state
+        self.settled = Settled()
+
+    def is_done(self, source: str, row: int) -> bool:
+        return self.state.skip(source, row)
+
+    def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        return self.state._same(pairs, 0)
+
+    def record_sent(
+        self, source: str, row: int, user_id: str, fingerprint: bytes, raw: bytes
+    ) -> None:
+        self.settled.sent.append((source, row, user_id, fingerprint, raw))
+
+    def record_failed(
+        self, source: str, row: int, stage: str, error: str, cells: list[str], keys: Sequence[str]
+    ) -> None:
+        self.settled.failed.append((source, row, stage, error, list(cells), list(keys)))
+
+    def record_skipped(self, source: str, row: int, reason: str) -> None:
+        self.settled.skipped.append((source, row, reason))
+
+    def checkpoint(self) -> None:
+        pass  # the coordinator records the partition when it completes
+
+
+class ClusterState:
+    """The coordinator's state file for one run on a cluster."""
+
+    def __init__(self, path: str, inputs: list[Input], mapping: Mapping, restart: bool) -> None:
+        self.store = StateStore(path)
+        try:
+            self.run_time_ms = begin_state(self.store, inputs, mapping, restart, path)
+            assert self.store.run is not None
+            self.resumed = self.store.run.resumed
+            self.parts = self.store.parts_done() if self.resumed else {}
+            # What was done before this run, read now: the partitions record theirs as
+            # they complete.
+            self.restored = self.store.restored() if self.resumed else None
+            self.prior_failures = list(self.store.prior_failures()) if self.resumed else []
+        except BaseException:
+            self.store.close()
+            raise
+
+    def piece(
+        self, label: str, first: int, last: int | None, users: list[str] | None
+    ) -> PieceState:
+        """The state a partition of ``label`` holding rows ``first``..``last`` needs;
+        ``users``: its user ids, with --only-changed."""
+        done = self.store.done_rows(label)
+        if done is not None:
+            done = done.between(first, last)
+        known = None if users is None else self.store.delivered(users)
+        return PieceState(done if done else None, known)
+
+    def record(self, part: str, settled: Settled, blank_rows: int, complete: bool) -> None:
+        """A partition's settled rows; ``complete``: every row of it is settled (the run
+        was not stopped), so a resumed run need not read it again."""
+        store = self.store
+        for source, row, user, fingerprint, raw in settled.sent:
+            store.record_sent(source, row, user, fingerprint, raw)
+        for source, row, stage, error, cells, keys in settled.failed:
+            store.record_failed(source, row, stage, error, cells, keys)
+        for source, row, reason in settled.skipped:
+            store.record_skipped(source, row, reason)
+        if complete:
+            store.record_part(part, blank_rows)
+        store.checkpoint(force=True)
+
+    def restore(self, summary: Summary, failures: FailureWriter) -> list[str]:
+        """Count what the resumed run had done before; its failed rows go to this run's
+        failure CSV again. Notes for the person running it."""
+        restored = self.restored
+        if restored is None:
+            return []
+        Tally(summary, failures).restore(restored, self.prior_failures)
+        summary.blank_rows += sum(self.parts.values())
+        notes = [f"resumed: {restored.total:,} rows were already done before"]
+        if self.parts:
+            notes[0] += f" ({len(self.parts):,} partitions finished: not read again)"
+        return notes
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,166 @@
+"""``run --engine dask --state``: the coordinator keeps the state file, a killed
+coordinator's run resumes, ``--only-changed`` skips what was delivered, and a state
+file started by either engine is finished by the other. Against the sandbox, on a
+local cluster of 2 worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from importer.core.outcome import SkipReason
+from tests.cli_helpers import assert_no_traceback
+from tests.e2e import credentials, run_cli, summary
+from tests.sandbox_helpers import MakeSandbox, Sandbox
+from tests.test_run_e2e import wait_for
+
+pytestmark = pytest.mark.e2e  # runs the CLI, the sandbox and a Dask cluster as processes
+
+DASK = ("--engine", "dask", "--workers", "2", "--partition-rows", "100")
+
+
+def _input(tmp_path: Path, rows: int, changed: int | None = None) -> tuple[Path, Path]:
+    data = tmp_path / "in.csv"
+    lines = [f"r{i},{'new' if i == changed else 'u'}{i}@x.io\n" for i in range(rows)]
+    data.write_text("id,email\n" + "".join(lines))
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("user_id: id\nfields: {email: email}\n")
+    return data, mapping
+
+
+def _ids_per_user(sb: Sandbox) -> dict[str, int]:
+    """How many different message ids each stored user arrived with."""
+    sb.stats()  # flushes the sandbox's write buffer
+    with sqlite3.connect(sb.db_path) as db:
+        query = "SELECT custom_user_id, COUNT(DISTINCT id) FROM messages GROUP BY custom_user_id"
+        return dict(db.execute(query))
+
+
+def _state_rows(state: Path, table: str) -> int:
+    with sqlite3.connect(state) as db:
+        count: int = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        return count
+
+
+def test_a_dask_run_with_state_then_only_changed_sends_only_what_changed(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox()
+    data, mapping = _input(tmp_path, 300)
+    state = tmp_path / "s.db"
+    first = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state, timeout=300)
+    assert_no_traceback(first)
+    assert first.returncode == 0, first.stderr
+    assert summary(tmp_path)["rows_sent"] == 300
+    assert _state_rows(state, "delivered") == 300
+    requests = sb.stats()["requests"]
+
+    again = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state,
+                    "--only-changed", timeout=300)  # fmt: skip
+    assert_no_traceback(again)
+    assert again.returncode == 0, again.stderr
+    counts = summary(tmp_path)
+    assert (counts["rows_total"], counts["rows_sent"], counts["rows_skipped"]) == (300, 0, 300)
+    assert counts["skipped_reasons"] == {SkipReason.UNCHANGED: 300}
+    assert sb.stats()["requests"] == requests  # nothing sent
+
+    # One user's email changes: exactly that user is sent, by whichever worker reads it.
+    _input(tmp_path, 300, changed=250)
+    changed = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state,
+                      "--only-changed", timeout=300)  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    counts = summary(tmp_path)
+    assert (counts["rows_sent"], counts["rows_skipped"]) == (1, 299)
+    assert sb.stats()["requests"] == requests + 1
+    profile = sb.user("r250")
+    assert profile is not None and profile["profile"]["email"] == "new250@x.io"
+
+
+def _killed_mid_run(sb: Sandbox, tmp_path: Path, command: list[str], stored: int) -> None:
+    """Start ``command``, SIGKILL it (alone: its cluster's workers are orphaned, as
+    when a coordinator's machine dies) once ``stored`` users arrived, then end the
+    orphans."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
+    env.update(credentials(sb))
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as run:  # fmt: skip
+        try:
+            wait_for(lambda: sb.stats()["stored_messages"] >= stored, f"{stored} users stored")
+            os.kill(run.pid, signal.SIGKILL)
+            run.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)  # the orphaned workers, if any are left
+            run.kill()
+
+
+def _command(data: Path, mapping: Path, state: Path, tmp_path: Path, *engine: str) -> list[str]:
+    return [sys.executable, "-m", "importer", "run", str(data), "-m", str(mapping),
+            *engine, "--concurrency", "2", "--no-progress", "--state", str(state),
+            "--failures", str(tmp_path / "failures.csv"),
+            "--summary-json", str(tmp_path / "summary.json")]  # fmt: skip
+
+
+@pytest.mark.parametrize("resume_with", ["dask", "local"])
+def test_a_killed_coordinator_resumes_sending_each_user_once_and_counting_each_row_once(
+    make_sandbox: MakeSandbox, tmp_path: Path, resume_with: str
+) -> None:
+    sb = make_sandbox("--latency-ms", "20")
+    data, mapping = _input(tmp_path, 1000)
+    state = tmp_path / "s.db"
+    _killed_mid_run(sb, tmp_path, _command(data, mapping, state, tmp_path, *DASK), 400)
+    assert _state_rows(state, "parts_done") >= 1  # recorded as partitions completed
+    recorded = _state_rows(state, "row_done")
+    assert 100 <= recorded < 1000
+
+    engine = DASK if resume_with == "dask" else ("--engine", "local")
+    resumed = run_cli(sb, tmp_path, data, "-m", mapping, *engine, "--concurrency", "2",
+                      "--state", state, timeout=300)  # fmt: skip
+    assert_no_traceback(resumed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the unfinished run" in resumed.stderr
+    assert f"resumed: {recorded:,} rows were already done before" in resumed.stdout
+    counts = summary(tmp_path)
+    assert (counts["rows_total"], counts["rows_sent"], counts["rows_failed"]) == (1000, 1000, 0)
+    # Every user arrived, each with one message id however often it was sent.
+    ids = _ids_per_user(sb)
+    assert len(ids) == 1000 and set(ids.values()) == {1}
+    assert _state_rows(state, "row_done") == _state_rows(state, "parts_done") == 0  # finished
+
+
+def test_a_run_started_on_one_machine_is_finished_on_a_cluster(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox("--latency-ms", "5")
+    data, mapping = _input(tmp_path, 1000)
+    state = tmp_path / "s.db"
+    local = ("--engine", "local")
+    _killed_mid_run(sb, tmp_path, _command(data, mapping, state, tmp_path, *local), 300)
+    recorded = _state_rows(state, "row_done")
+    assert 0 < recorded < 1000
+
+    resumed = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state, timeout=300)
+    assert_no_traceback(resumed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed: {recorded:,} rows were already done before" in resumed.stdout
+    counts = summary(tmp_path)
+    assert (counts["rows_total"], counts["rows_sent"]) == (1000, 1000)
+    ids = _ids_per_user(sb)
+    assert len(ids) == 1000 and set(ids.values()) == {1}
+    # The users delivered by both engines are known to --only-changed on one machine.
+    requests = sb.stats()["requests"]
+    again = run_cli(sb, tmp_path, data, "-m", mapping, "--state", state, "--only-changed")
+    assert again.returncode == 0, again.stderr
+    assert summary(tmp_path)["skipped_reasons"] == {SkipReason.UNCHANGED: 1000}
+    assert sb.stats()["requests"] == requests
+    runs = subprocess.run([sys.executable, "-m", "importer", "state", str(state)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert "1,000 users delivered" in runs.stdout
