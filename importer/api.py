@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from importer.edges.report import Summary, restore
 from importer.edges.tables import TableInput, table_input
 from importer.engine.inputs import Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
-from importer.engine.run import Outputs, run_job
+from importer.engine.run import JobResult, Outputs, run_job
 from importer.engine.runner import SendOptions
 from importer.engine.sending import RetryPolicy
 from importer.engine.validate import validate_job
@@ -203,13 +204,24 @@ def run(
     give_up_after: float = 120.0,
     allow_insecure: bool = False,
     workers: int | None = None,
+    engine: str = "local",
+    client: Any = None,
+    scheduler: str | None = None,
+    partition_rows: int = 100_000,
 ) -> Summary:
     """Send every valid row to Metrix, one user per request (as ``metrix-import run``).
 
     Credentials default to ``METRIX_APP_ID`` / ``METRIX_API_KEY`` and the endpoint to
     ``METRIX_ENDPOINT`` (else Metrix's own). Returns the summary; a run that stopped early
     (credentials rejected, endpoint down, interrupted) raises RunAborted carrying it.
+
+    ``engine="dask"`` runs the inputs' partitions on a Dask cluster (as ``--engine
+    dask``; needs ``pip install 'metrix-importer[dask]'``): on ``client`` (a
+    ``distributed.Client`` of yours, left open), on the scheduler at ``scheduler``, or
+    else on a local cluster of ``workers`` processes (default 2) started for the call.
+    Its inputs are paths or URLs the workers can read, not data in memory.
     """
+    _check_engine(engine, data, client, scheduler, workers)
     chosen = _mapping(mapping)
     endpoint = endpoint or os.environ.get("METRIX_ENDPOINT") or DEFAULT_ENDPOINT
     app_id = app_id or os.environ.get("METRIX_APP_ID") or ""
@@ -235,12 +247,26 @@ def run(
             progress=progress,
             progress_interval=10.0,
         )
+        retry = RetryPolicy(max_retries=max_retries)
+        state_path = os.fspath(state) if state else None
+        result: JobResult
         with _progress_logging(progress):
-            result = run_job(
-                sources, chosen, options, outputs, retry=RetryPolicy(max_retries=max_retries),
-                duplicates=duplicates, state_path=os.fspath(state) if state else None,
-                restart=restart, workers=workers, allow_insecure=allow_insecure, signals=False,
-            )  # fmt: skip
+            if engine == "dask":
+                from importer.engine.cluster import Cluster, run_on_cluster
+
+                cluster = Cluster(scheduler, workers or 2, partition_rows)
+                paths = [source for source in sources if isinstance(source, str)]
+                result = run_on_cluster(
+                    paths, chosen, options, outputs, cluster, retry=retry,
+                    duplicates=duplicates, allow_insecure=allow_insecure, client=client,
+                    state_path=state_path, restart=restart,
+                )  # fmt: skip
+            else:
+                result = run_job(
+                    sources, chosen, options, outputs, retry=retry, duplicates=duplicates,
+                    state_path=state_path, restart=restart, workers=workers,
+                    allow_insecure=allow_insecure, signals=False,
+                )  # fmt: skip
         if result.exit_code in (ExitCode.ABORTED, ExitCode.INTERRUPTED):
             raise RunAborted(result.summary, result.advice, result.exit_code)
         return result.summary
@@ -249,6 +275,34 @@ def run(
         return _outside_event_loop(work)
     finally:
         _close(sources)
+
+
+def _check_engine(
+    engine: str, data: Any, client: Any, scheduler: str | None, workers: int | None
+) -> None:
+    """The engine asked for, and what goes with it, before anything is read."""
+    if engine not in ("local", "dask"):
+        raise UsageProblem(f"engine={engine!r}: expected 'local' or 'dask'")
+    if engine == "local":
+        if client is not None or scheduler is not None:
+            raise UsageProblem("client= and scheduler= are for engine='dask'")
+        return
+    if client is not None and (scheduler is not None or workers is not None):
+        raise UsageProblem("give client=, scheduler= or workers=, not several")
+    if scheduler is not None and workers is not None:
+        raise UsageProblem("give scheduler= or workers=, not both")
+    if not _is_paths(data):
+        raise UsageProblem(
+            "engine='dask' reads its inputs where the workers run: give paths or URLs "
+            "they can read (write the data to a Parquet or CSV file first), or use "
+            "engine='local' for data in memory"
+        )
+    try:
+        importlib.import_module("distributed")
+    except ImportError:
+        raise UsageProblem(
+            "engine='dask' needs Dask: pip install 'metrix-importer[dask]'"
+        ) from None
 
 
 def _outside_event_loop(work: Any) -> Summary:
