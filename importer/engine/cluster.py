@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,14 @@ from importer.edges.progress import NoProgress
 from importer.edges.readers import Marks, Record, Source
 from importer.edges.report import FailureWriter, Summary, warnings_path
 from importer.edges.transport import HttpTransport
-from importer.engine.cluster_state import ClusterState, PieceLedger, PieceState, Settled
+from importer.engine.cluster_state import (
+    ClusterState,
+    Inbox,
+    PieceLedger,
+    PieceState,
+    Reporter,
+    Settled,
+)
 from importer.engine.inputs import Input, Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
 from importer.engine.run import JobResult, Outputs, advice, exit_code, pacing_summary
@@ -155,10 +162,12 @@ def run_on_cluster(
             if options.rate is not None:  # one rate for the cluster, kept in one place
                 keeper = dask.submit(PaceKeeper, options.rate, actor=True).result()
 
+            inbox = None if state is None else f"metrix-settled-{uuid.uuid4().hex}"
+
             def send(piece: Piece, given: PieceState | None) -> Any:
                 return dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
                                    job.run_time_ms, _for_label(plan, piece.item.label), keeper,
-                                   stop, given, pure=False)  # fmt: skip
+                                   stop, given, inbox, pure=False)  # fmt: skip
 
             def users(piece: Piece, given: PieceState) -> Any:
                 return dask.submit(piece_users, piece, mapping, job.run_time_ms, given,
@@ -167,6 +176,8 @@ def run_on_cluster(
             window = 2 * max(2, len(dask.scheduler_info()["workers"]))
             naming = users if options.only_changed else None
             dispatch = _Dispatch(todo, send, state, naming, window)
+            if inbox is not None:
+                dispatch.inbox = Inbox(dask, inbox)
             results = _collect(dispatch, outputs.progress, started)
         return _conclude(job, results, plan, options, outputs, patterns, started, state,
                          len(pieces))  # fmt: skip
@@ -201,6 +212,7 @@ class _Dispatch:
         self.running = distributed.as_completed()
         self.where: dict[str, tuple[int, bool]] = {}  # future key: (piece, naming users)
         self.upcoming = iter(range(len(pieces)))
+        self.inbox: Inbox | None = None  # the workers' reports on the way, with --state
         self.start(len(pieces) if users is None else window)
 
     def start(self, count: int) -> None:
@@ -222,7 +234,8 @@ class _Dispatch:
 
     def finished(self) -> Iterator[tuple[int, PieceResult]]:
         """(partition, result) as each partition finishes, recorded in the state."""
-        for future in self.running:
+        while not self.running.is_empty():
+            future = self._next()
             index, naming = self.where.pop(future.key)
             piece = self.pieces[index]
             if naming:
@@ -230,11 +243,23 @@ class _Dispatch:
                 continue
             result: PieceResult = future.result()
             if self.state is not None and result.settled is not None:
+                if self.inbox is not None:  # what it reported before comes first
+                    self.inbox.drain(self.state)
                 complete = result.abort is None
                 self.state.record(piece.key, result.settled, result.summary.blank_rows, complete)
                 result.settled = None  # recorded: no need to keep it
             self.start(1)
             yield index, result
+
+    def _next(self) -> Any:
+        """The next finished future; meanwhile, what the workers report is recorded."""
+        inbox, state = self.inbox, self.state
+        if inbox is None or state is None:
+            return next(self.running)
+        while not self.running.has_ready():
+            inbox.drain(state)
+            time.sleep(0.25)
+        return next(self.running)
 
 
 def _collect(dispatch: _Dispatch, progress: bool, started: float) -> list[PieceResult]:
@@ -270,12 +295,14 @@ def run_piece(
     keeper: Any = None,
     stop: str | None = None,
     state: PieceState | None = None,
+    inbox: str | None = None,
 ) -> PieceResult:
     """On a worker: read, map and send one partition as a single-machine run would;
     with ``keeper`` (a ``PaceKeeper`` actor), at the cluster's one ``--rate``; with
     ``stop`` (the name of the cluster's stop flag), stopping when another worker's run
     is aborted for the key or the endpoint; with ``state`` (from the coordinator's
-    state file), skipping the rows done before and keeping what it settles."""
+    state file), skipping the rows done before and keeping what it settles, which goes
+    to the coordinator's ``inbox`` (a Dask queue's name) about once a second."""
     job = _PieceJob(piece, mapping, run_time_ms)
     ledger = None if state is None else PieceLedger(state)
     try:
@@ -288,13 +315,15 @@ def run_piece(
         skip = state.skip if state is not None and state.has_done else None
         reading = job.reading(skip, duplicates)
         shared = None if stop is None else SharedStop(_DaskFlag(stop))
-        runner = asyncio.run(_drive(options, retry, tally, reading, keeper, shared))
+        reporter = None if ledger is None or inbox is None else Reporter(ledger, inbox)
+        driven = _drive(options, retry, tally, reading, keeper, shared)
+        runner = asyncio.run(_reporting(driven, reporter))
         summary.blank_rows = reading.blank_rows
         summary.warnings.update(job.warnings())
     finally:
         job.close()
     result = PieceResult(summary, failures.rows, warned.rows)
-    result.settled = None if ledger is None else ledger.settled
+    result.settled = None if ledger is None else ledger.remainder()
     if runner.abort is not None:
         result.abort = (runner.abort.code.value, runner.abort.reason)
     stats = runner.sender.stats if runner.sender is not None else None
@@ -321,6 +350,18 @@ def piece_users(piece: Piece, mapping: Mapping, run_time_ms: int, state: PieceSt
             close()
         job.close()
     return sorted(found)
+
+
+async def _reporting(work: Awaitable[Runner], reporter: Reporter | None) -> Runner:
+    """``work``, with ``reporter`` reporting what it settles on the way."""
+    if reporter is None:
+        return await work
+    reporting = asyncio.create_task(reporter.run())
+    try:
+        return await work
+    finally:
+        reporter.ended.set()
+        await reporting
 
 
 async def _drive(

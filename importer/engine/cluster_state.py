@@ -10,19 +10,26 @@ needs from it, as a ``PieceState``:
   worker answers "already delivered with this content?" as a single-machine run does.
 
 The worker counts into a ``PieceLedger``, which keeps what it settled (sent with the
-fingerprints, failed, skipped); the coordinator records that in the state file as each
-partition completes (``ClusterState.record``), marking the partition done when every
-row of it is. A coordinator that dies loses at most the partitions in flight: the next
-run with the same ``--state`` skips the partitions done, skips the rows recorded, and
-sends the rest with the same message ids (the run's start time is in the state file).
+fingerprints, failed, skipped). About once a second a ``Reporter`` puts what is new in
+the run's inbox (a Dask queue, kept by the scheduler); the coordinator records it in
+the state file as it arrives, and the rest when the partition completes, marking the
+partition done when every row of it is. A coordinator that dies loses at most the
+last second of each partition in flight: the next run with the same ``--state`` skips
+the partitions done, skips the rows recorded, and sends the rest with the same message
+ids (the run's start time is in the state file), which Metrix drops if they arrived.
 The state file is the one a single-machine run keeps, so either engine resumes the
 other's run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from importer.core.config import Mapping
 from importer.core.rowset import RowSet
@@ -31,6 +38,8 @@ from importer.edges.state import StateStore
 from importer.engine.inputs import Input
 from importer.engine.run import begin_state
 from importer.engine.tally import Tally
+
+log = logging.getLogger("metrix_importer")
 
 # (source, row, user id, content fingerprint, raw fingerprint)
 Sent = tuple[str, int, str, bytes, bytes]
@@ -77,6 +86,22 @@ class PieceLedger:
     def __init__(self, state: PieceState) -> None:
         self.state = state
         self.settled = Settled()
+        self._reported = (0, 0, 0)  # how much of each list is in the inbox
+
+    def unreported(self) -> tuple[Batch, tuple[int, int, int]]:
+        """What is not in the inbox yet, and the marks to pass to ``reported``."""
+        settled, (sent, failed, skipped) = self.settled, self._reported
+        marks = (len(settled.sent), len(settled.failed), len(settled.skipped))
+        batch = (settled.sent[sent:], settled.failed[failed:], settled.skipped[skipped:])
+        return batch, marks
+
+    def reported(self, marks: tuple[int, int, int]) -> None:
+        self._reported = marks
+
+    def remainder(self) -> Settled:
+        """What the inbox has not had, for the partition's result."""
+        sent, failed, skipped = self.unreported()[0]
+        return Settled(sent, failed, skipped)
 
     def is_done(self, source: str, row: int) -> bool:
         return self.state.skip(source, row)
@@ -99,6 +124,54 @@ class PieceLedger:
 
     def checkpoint(self) -> None:
         pass  # the coordinator records the partition when it completes
+
+
+# What a worker reports on the way: (sent, failed, skipped), as lists and tuples (the
+# inbox carries msgpack, not pickles).
+Batch = tuple[list[Sent], list[Failed], list[tuple[str, int, str]]]
+
+
+class Reporter:
+    """On a worker: puts what its partition settled in the run's inbox about once a
+    second, and once more when the partition ends. A report that cannot be made
+    (the scheduler busy or gone) stays for the next one or the partition's result."""
+
+    def __init__(self, ledger: PieceLedger, inbox: str, every: float = 1.0) -> None:
+        distributed: Any = importlib.import_module("distributed")
+        self.ledger = ledger
+        self.inbox = distributed.Queue(inbox)  # made here, on the task's thread
+        self.every = every
+        self.ended = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self.ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.ended.wait(), self.every)
+            batch, marks = self.ledger.unreported()
+            if not any(batch):
+                continue
+            try:
+                await asyncio.to_thread(self.inbox.put, batch)
+            except Exception as exc:  # the partition's result carries it then
+                log.debug("could not report to the coordinator: %s", exc)
+                continue
+            self.ledger.reported(marks)
+
+
+class Inbox:
+    """On the coordinator: the run's inbox, whose reports go to the state file."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        distributed: Any = importlib.import_module("distributed")
+        self.queue = distributed.Queue(name, client=client)
+
+    def drain(self, state: ClusterState) -> None:
+        """Record every report waiting (without waiting for one)."""
+        batches = self.queue.get(batch=True)
+        for sent, failed, skipped in batches:
+            state.record_rows(Settled(list(sent), list(failed), list(skipped)))
+        if batches:
+            state.store.checkpoint(force=True)
 
 
 class ClusterState:
@@ -133,16 +206,19 @@ class ClusterState:
     def record(self, part: str, settled: Settled, blank_rows: int, complete: bool) -> None:
         """A partition's settled rows; ``complete``: every row of it is settled (the run
         was not stopped), so a resumed run need not read it again."""
+        self.record_rows(settled)
+        if complete:
+            self.store.record_part(part, blank_rows)
+        self.store.checkpoint(force=True)
+
+    def record_rows(self, settled: Settled) -> None:
         store = self.store
         for source, row, user, fingerprint, raw in settled.sent:
             store.record_sent(source, row, user, fingerprint, raw)
         for source, row, stage, error, cells, keys in settled.failed:
-            store.record_failed(source, row, stage, error, cells, keys)
+            store.record_failed(source, row, stage, error, list(cells), keys)
         for source, row, reason in settled.skipped:
             store.record_skipped(source, row, reason)
-        if complete:
-            store.record_part(part, blank_rows)
-        store.checkpoint(force=True)
 
     def restore(self, summary: Summary, failures: FailureWriter) -> list[str]:
         """Count what the resumed run had done before; its failed rows go to this run's
