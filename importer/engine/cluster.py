@@ -178,7 +178,11 @@ def run_on_cluster(
             dispatch = _Dispatch(todo, send, state, naming, window)
             if inbox is not None:
                 dispatch.inbox = Inbox(dask, inbox)
-            results = _collect(dispatch, outputs.progress, started)
+            try:
+                results = _collect(dispatch, outputs.progress, started)
+            finally:
+                if dispatch.inbox is not None:
+                    dispatch.inbox.close()
         return _conclude(job, results, plan, options, outputs, patterns, started, state,
                          len(pieces))  # fmt: skip
     finally:
@@ -323,7 +327,7 @@ def run_piece(
     finally:
         job.close()
     result = PieceResult(summary, failures.rows, warned.rows)
-    result.settled = None if ledger is None else ledger.remainder()
+    result.settled = None if ledger is None else ledger.settled  # what was not reported
     if runner.abort is not None:
         result.abort = (runner.abort.code.value, runner.abort.reason)
     stats = runner.sender.stats if runner.sender is not None else None
@@ -362,6 +366,7 @@ async def _reporting(work: Awaitable[Runner], reporter: Reporter | None) -> Runn
     finally:
         reporter.ended.set()
         await reporting
+        reporter.close()
 
 
 async def _drive(

@@ -85,23 +85,18 @@ class PieceLedger:
 
     def __init__(self, state: PieceState) -> None:
         self.state = state
-        self.settled = Settled()
-        self._reported = (0, 0, 0)  # how much of each list is in the inbox
+        self.settled = Settled()  # what is not in the inbox yet
 
     def unreported(self) -> tuple[Batch, tuple[int, int, int]]:
         """What is not in the inbox yet, and the marks to pass to ``reported``."""
-        settled, (sent, failed, skipped) = self.settled, self._reported
-        marks = (len(settled.sent), len(settled.failed), len(settled.skipped))
-        batch = (settled.sent[sent:], settled.failed[failed:], settled.skipped[skipped:])
-        return batch, marks
+        settled = self.settled
+        batch = (list(settled.sent), list(settled.failed), list(settled.skipped))
+        return batch, (len(settled.sent), len(settled.failed), len(settled.skipped))
 
     def reported(self, marks: tuple[int, int, int]) -> None:
-        self._reported = marks
-
-    def remainder(self) -> Settled:
-        """What the inbox has not had, for the partition's result."""
-        sent, failed, skipped = self.unreported()[0]
-        return Settled(sent, failed, skipped)
+        """The rows up to ``marks`` are in the inbox: forget them."""
+        settled = self.settled
+        del settled.sent[: marks[0]], settled.failed[: marks[1]], settled.skipped[: marks[2]]
 
     def is_done(self, source: str, row: int) -> bool:
         return self.state.skip(source, row)
@@ -157,6 +152,10 @@ class Reporter:
                 continue
             self.ledger.reported(marks)
 
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # the scheduler may be gone: nothing to free
+            self.inbox.close()
+
 
 class Inbox:
     """On the coordinator: the run's inbox, whose reports go to the state file."""
@@ -172,6 +171,10 @@ class Inbox:
             state.record_rows(Settled(list(sent), list(failed), list(skipped)))
         if batches:
             state.store.checkpoint(force=True)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a client already closed frees it anyway
+            self.queue.close()
 
 
 class ClusterState:
@@ -230,7 +233,7 @@ class ClusterState:
         summary.blank_rows += sum(self.parts.values())
         notes = [f"resumed: {restored.total:,} rows were already done before"]
         if self.parts:
-            notes[0] += f" ({len(self.parts):,} partitions finished: not read again)"
+            notes[0] += f"; finished partitions not read again: {len(self.parts):,}"
         return notes
 
     def close(self) -> None:
