@@ -132,8 +132,11 @@ def test_a_killed_coordinator_resumes_sending_each_user_once_and_counting_each_r
     _killed_mid_run(sb, tmp_path, _command(data, mapping, state, tmp_path, *dask),
                     finished_and_unfinished_partitions_recorded,
                     "a partition recorded as finished, and rows of one running")  # fmt: skip
-    recorded = _state_rows(state, "row_done")
+    recorded, parts = _state_rows(state, "row_done"), _state_rows(state, "parts_done")
     assert recorded < 1000
+    shown = subprocess.run([sys.executable, "-m", "importer", "state", str(state)],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert f"resumable: {recorded:,} rows already done, {parts} partitions finished" in shown.stdout
 
     engine = dask if resume_with == "dask" else ("--engine", "local")
     resumed = run_cli(sb, tmp_path, data, "-m", mapping, *engine, "--concurrency", "2",

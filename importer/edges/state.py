@@ -598,6 +598,7 @@ def describe_state(path: str | Path) -> str:
         pending = {
             r[0]: r[1] for r in db.execute("SELECT run_id, COUNT(*) FROM row_done GROUP BY run_id")
         }
+        parts = _parts_done(db)
     except sqlite3.DatabaseError as exc:
         raise StateError(f"{file}: not a metrix-importer state file ({exc})") from None
     holder = _lock_holder(file)
@@ -620,12 +621,23 @@ def describe_state(path: str | Path) -> str:
                 "skipped {rows_skipped:,}".format(**counts)
             )
         if run["status"] not in ("finished", "abandoned"):
+            done = parts.get(run["id"])
             lines.append(
-                f"    resumable: {pending.get(run['id'], 0):,} rows already done; run the same "
-                "command again to resume, or add --restart to start over"
+                f"    resumable: {pending.get(run['id'], 0):,} rows already done"
+                + (f", {done:,} partitions finished (--engine dask)" if done else "")
+                + "; run the same command again to resume, or add --restart to start over"
             )
     db.close()
     return "\n".join(lines)
+
+
+def _parts_done(db: sqlite3.Connection) -> dict[int, int]:
+    """Partitions done per run (a file from before partitions were kept has none)."""
+    try:
+        query = "SELECT run_id, COUNT(*) FROM parts_done GROUP BY run_id"
+        return {run: count for run, count in db.execute(query)}
+    except sqlite3.OperationalError:
+        return {}
 
 
 def _sources(db: sqlite3.Connection, run: sqlite3.Row) -> str:

@@ -175,9 +175,8 @@ def run_on_cluster(
 
             window = 2 * max(2, len(dask.scheduler_info()["workers"]))
             naming = users if options.only_changed else None
-            dispatch = _Dispatch(todo, send, state, naming, window)
-            if inbox is not None:
-                dispatch.inbox = Inbox(dask, inbox)
+            reports = None if inbox is None else Inbox(dask, inbox)
+            dispatch = _Dispatch(todo, send, state, naming, window, reports)
             try:
                 results = _collect(dispatch, outputs.progress, started)
             finally:
@@ -210,13 +209,14 @@ class _Dispatch:
         state: ClusterState | None,
         users: Callable[[Piece, PieceState], Any] | None,
         window: int,
+        inbox: Inbox | None = None,
     ) -> None:
         distributed: Any = importlib.import_module("distributed")
         self.pieces, self.send, self.state, self.users = pieces, send, state, users
+        self.inbox = inbox  # the workers' reports on the way, with --state
         self.running = distributed.as_completed()
         self.where: dict[str, tuple[int, bool]] = {}  # future key: (piece, naming users)
         self.upcoming = iter(range(len(pieces)))
-        self.inbox: Inbox | None = None  # the workers' reports on the way, with --state
         self.start(len(pieces) if users is None else window)
 
     def start(self, count: int) -> None:
@@ -564,8 +564,8 @@ def _conclude(
     outputs: Outputs,
     patterns: Sequence[str],
     started: float,
-    state: ClusterState | None = None,
-    partitions: int = 0,
+    state: ClusterState | None,
+    partitions: int,
 ) -> JobResult:
     """Add the partitions' results up, in input order, into the one set of reports
     (after what a resumed run had done before)."""
@@ -600,7 +600,7 @@ def _conclude(
         requests=requests, retries=retries, status_counts=dict(sorted(statuses.items())),
         users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
         aborted=None if abort is None else abort.reason, duplicates=plan.as_dict(),
-        pacing=pacing_summary(None), engine="dask", partitions=partitions or len(results),
+        pacing=pacing_summary(None), engine="dask", partitions=partitions,
     )  # fmt: skip
     if state is not None:
         notes += _finish(state, abort, summary)
