@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from importer.core.config import Mapping
 from importer.core.outcome import SkipReason, Stage
+from importer.core.rowset import RowSet
 from importer.edges.report import FailureWriter, Summary
+from importer.engine.cluster import _PieceJob, _Planner, piece_users
 from importer.engine.cluster_state import ClusterState, PieceLedger, PieceState, Settled
-from importer.engine.inputs import expand_inputs
+from importer.engine.inputs import Job, expand_inputs
 
 MAPPING = Mapping.from_dict({"user_id": "id", "fields": {"email": "email"}})
 
@@ -86,3 +90,42 @@ def test_the_coordinator_resumes_from_recorded_rows_and_finished_partitions(
         assert "bad email" in (tmp_path / "f.csv").read_text(encoding="utf-8-sig")
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("every", [1, 3, 7, 25])
+def test_a_partitions_rows_lie_in_the_span_its_shipped_state_covers(
+    tmp_path: Path, every: int
+) -> None:
+    """Blank lines (which use up row numbers), quoted fields over several lines and an
+    unclosed quote: every row a partition reads lies within ``Piece.rows()``, so the
+    done rows shipped to it are all it needs, and ``piece_users`` names its users."""
+    lines = []
+    for i in range(1, 61):
+        lines.append(f'u{i},"two\nlines"\n' if i % 7 == 0 else f"u{i},x{i}\n")
+        if i % 11 == 0:
+            lines.append("\n,\n")  # blank rows
+    lines.append('u61,"never closed\nu62,y\n')
+    data = tmp_path / "in.csv"
+    data.write_text("id,note\n" + "".join(lines), encoding="utf-8")
+    mapping = Mapping.from_dict({"user_id": "id", "custom": {"note": "note"}})
+    job = Job(expand_inputs([str(data)], mapping), mapping, 1_700_000_000_000)
+    planner = _Planner(job, every)
+    job.duplicate_plan("last", False, planner.open)
+    pieces = list(planner.pieces())
+    assert len(pieces) > 1
+    seen: list[int] = []
+    for piece in pieces:
+        first, last = piece.rows()
+        records = list(_PieceJob(piece, mapping, 0).open(piece.item).records)
+        rows = [row for row, _, _ in records]
+        assert all(first <= row and (last is None or row <= last) for row in rows), piece
+        seen += rows
+        done = RowSet()
+        for row in rows[::2]:  # every other row was done before a resume
+            done.add(row)
+        users = piece_users(piece, mapping, 0, PieceState(done.between(first, last)))
+        wanted = {cells[0] for row, cells, problem in records
+                  if problem is None and row not in done and cells[0]}  # fmt: skip
+        assert users == sorted(wanted)
+    whole = [row for row, _, _ in Job(job.inputs, mapping, 0).open(job.inputs[0]).records]
+    assert seen == whole
