@@ -62,6 +62,10 @@ class PieceState:
     def has_done(self) -> bool:
         return self.done is not None and len(self.done) > 0
 
+    def unchanged_content(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
+        """The users among ``pairs`` last delivered with the same content."""
+        return self._same(pairs, 0)
+
     def unchanged_raw(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
         """The users among ``pairs`` last delivered from exactly the same raw row."""
         return self._same(pairs, 1)
@@ -102,7 +106,7 @@ class PieceLedger:
         return self.state.skip(source, row)
 
     def unchanged_users(self, pairs: Sequence[tuple[str, bytes]]) -> set[str]:
-        return self.state._same(pairs, 0)
+        return self.state.unchanged_content(pairs)
 
     def record_sent(
         self, source: str, row: int, user_id: str, fingerprint: bytes, raw: bytes
