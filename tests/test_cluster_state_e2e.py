@@ -182,3 +182,32 @@ def test_a_run_started_on_one_machine_is_finished_on_a_cluster(
     runs = subprocess.run([sys.executable, "-m", "importer", "state", str(state)],
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert "1,000 users delivered" in runs.stdout
+
+
+def test_a_run_stopped_by_a_revoked_key_resumes_with_every_unsent_row_and_no_other(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "metrix.db")  # one Metrix, whose key is revoked and then restored
+    revoked = make_sandbox("--db", db, "--reject-key-after", "150", "--latency-ms", "2")
+    data, mapping = _input(tmp_path, 400)
+    state = tmp_path / "s.db"
+    stopped = run_cli(revoked, tmp_path, data, "-m", mapping, *DASK, "--concurrency", "4",
+                      "--state", state, timeout=300)  # fmt: skip
+    assert_no_traceback(stopped)
+    assert stopped.returncode == 4, stopped.stderr
+    first = summary(tmp_path)
+    assert first["rows_sent"] == 150 and first["rows_failed"] == 250
+    assert _state_rows(state, "parts_done") < 4  # a stopped partition is not done
+    revoked.stop()
+
+    restored = make_sandbox("--db", db)
+    resumed = run_cli(restored, tmp_path, data, "-m", mapping, *DASK, "--state", state,
+                      timeout=300)  # fmt: skip
+    assert_no_traceback(resumed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed: 150 rows were already done before" in resumed.stdout
+    counts = summary(tmp_path)
+    assert (counts["rows_total"], counts["rows_sent"], counts["rows_failed"]) == (400, 400, 0)
+    assert restored.stats()["requests"] == 250  # only the rows not sent before
+    ids = _ids_per_user(restored)
+    assert len(ids) == 400 and set(ids.values()) == {1}
