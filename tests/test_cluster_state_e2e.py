@@ -25,6 +25,8 @@ from tests.test_run_e2e import wait_for
 pytestmark = pytest.mark.e2e  # runs the CLI, the sandbox and a Dask cluster as processes
 
 DASK = ("--engine", "dask", "--workers", "2", "--partition-rows", "100")
+# More partitions than --only-changed keeps under way at once (2 per worker).
+SMALL = ("--engine", "dask", "--workers", "2", "--partition-rows", "40")
 
 
 def _input(tmp_path: Path, rows: int, changed: int | None = None) -> tuple[Path, Path]:
@@ -60,14 +62,14 @@ def test_a_dask_run_with_state_then_only_changed_sends_only_what_changed(
     sb = make_sandbox()
     data, mapping = _input(tmp_path, 300)
     state = tmp_path / "s.db"
-    first = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state, timeout=300)
+    first = run_cli(sb, tmp_path, data, "-m", mapping, *SMALL, "--state", state, timeout=300)
     assert_no_traceback(first)
     assert first.returncode == 0, first.stderr
-    assert summary(tmp_path)["rows_sent"] == 300
+    assert (summary(tmp_path)["rows_sent"], summary(tmp_path)["partitions"]) == (300, 8)
     assert _state_rows(state, "delivered") == 300
     requests = sb.stats()["requests"]
 
-    again = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state,
+    again = run_cli(sb, tmp_path, data, "-m", mapping, *SMALL, "--state", state,
                     "--only-changed", timeout=300)  # fmt: skip
     assert_no_traceback(again)
     assert again.returncode == 0, again.stderr
@@ -78,7 +80,7 @@ def test_a_dask_run_with_state_then_only_changed_sends_only_what_changed(
 
     # One user's email changes: exactly that user is sent, by whichever worker reads it.
     _input(tmp_path, 300, changed=250)
-    changed = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state,
+    changed = run_cli(sb, tmp_path, data, "-m", mapping, *SMALL, "--state", state,
                       "--only-changed", timeout=300)  # fmt: skip
     assert changed.returncode == 0, changed.stderr
     counts = summary(tmp_path)
