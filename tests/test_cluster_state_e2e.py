@@ -213,3 +213,28 @@ def test_a_run_stopped_by_a_revoked_key_resumes_with_every_unsent_row_and_no_oth
     assert restored.stats()["requests"] == 250  # only the rows not sent before
     ids = _ids_per_user(restored)
     assert len(ids) == 400 and set(ids.values()) == {1}
+
+
+def test_ctrl_c_on_the_coordinator_says_the_run_resumes_with_its_state(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox("--latency-ms", "20")
+    data, mapping = _input(tmp_path, 1000)
+    state = tmp_path / "s.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
+    env.update(credentials(sb))
+    command = _command(data, mapping, state, tmp_path, *DASK)
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as run:  # fmt: skip
+        try:
+            wait_for(lambda: _state_rows(state, "row_done") >= 50, "50 rows recorded")
+            run.send_signal(signal.SIGINT)
+            _, err = run.communicate(timeout=120)
+        finally:
+            run.kill()
+    assert run.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert f"what was delivered is kept in {state}: run the same command again" in err
+    shown = subprocess.run([sys.executable, "-m", "importer", "state", str(state)],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert "interrupted (resumable)" in shown.stdout

@@ -60,7 +60,7 @@ from importer.engine.sending import Abort, AbortCode, RetryPolicy
 from importer.engine.shared_pace import PaceKeeper, SharedPacer, SharedStop
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
-from importer.errors import OutputError, UsageProblem
+from importer.errors import Interrupted, OutputError, UsageProblem
 
 log = logging.getLogger("metrix_importer")
 
@@ -184,9 +184,26 @@ def run_on_cluster(
                     dispatch.inbox.close()
         return _conclude(job, results, plan, options, outputs, patterns, started, state,
                          len(pieces))  # fmt: skip
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(state_path)) from None
     finally:
         if state is not None:
             state.close()
+
+
+def _interrupted(state_path: str | None) -> str:
+    """What a Ctrl-C of the coordinator leaves, and how to go on."""
+    said = "interrupted: the partitions under way were stopped; no summary or failure CSV "
+    if state_path:
+        return (
+            f"{said}was written, but what was delivered is kept in {state_path}: run the same "
+            "command again to resume"
+        )
+    return (
+        f"{said}was written, and without --state this run cannot resume: run it again "
+        "(users already sent are sent again with the same message ids, which Metrix drops), "
+        "adding --state PATH to make it resumable"
+    )
 
 
 def _has_dashboard(dask: Any, cluster: Cluster, given: Any) -> bool:
