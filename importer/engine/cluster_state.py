@@ -122,7 +122,7 @@ class PieceLedger:
         self.settled.skipped.append((source, row, reason))
 
     def checkpoint(self) -> None:
-        pass  # the coordinator records the partition when it completes
+        pass  # the Reporter sends what is new, about once a second
 
 
 # What a worker reports on the way: (sent, failed, skipped), as lists and tuples (the
