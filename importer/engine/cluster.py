@@ -327,9 +327,9 @@ def run_piece(
     job = _PieceJob(piece, mapping, run_time_ms)
     ledger = None if state is None else PieceLedger(state)
     try:
-        job.start_workers(0, encode=not options.dry_run)  # the cluster is the parallelism
         if state is not None:
             job.remember_raw(state.unchanged_raw if options.only_changed else None)
+        job.start_workers(0, encode=not options.dry_run)  # the cluster is the parallelism
         summary = Summary(mode="dry-run" if options.dry_run else "run")
         failures, warned = _Collected(), _Collected()
         tally = Tally(summary, failures, ledger, warned)
