@@ -10,10 +10,11 @@ as a single-machine run, counting into its own ``Tally``; it returns the counts 
 the rows for the failure and warnings files. The coordinator adds them up in input
 order and writes the one failure CSV, the one warnings file and the one summary.
 
-``--rate`` holds for the whole cluster: a ``PaceKeeper`` actor hands out start times
-(``importer.engine.shared_pace``), and a Retry-After one worker gets holds the others'
-next requests too. Not yet: ``--state`` and ``--only-changed`` (the state would have
-to live with the coordinator).
+One pace holds for the whole cluster (``importer.engine.shared_pace``): a
+``PaceKeeper`` actor hands out start times for ``--rate`` and owns the one adaptive
+limiter of ``--concurrency auto``, whose in-flight slots the partitions lease; a 429 or
+Retry-After one worker gets slows or holds the others' next requests too. Not yet:
+``--state`` and ``--only-changed`` (the state would have to live with the coordinator).
 Dask is imported only here, and only when a run asks for it.
 """
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from importer.core.config import Mapping
+from importer.core.pacing import PacingStats
 from importer.edges import inputs as input_kinds
 from importer.edges import remote
 from importer.edges.csv_partitions import CsvPlan, open_partition, plan_from_marks
@@ -47,7 +49,7 @@ from importer.engine.pipeline import run_start_millis
 from importer.engine.run import JobResult, Outputs, advice, exit_code, pacing_summary
 from importer.engine.runner import Runner, SendOptions
 from importer.engine.sending import Abort, AbortCode, RetryPolicy
-from importer.engine.shared_pace import PaceKeeper, SharedPacer, SharedStop
+from importer.engine.shared_pace import ClusterPacer, PaceKeeper, SharedPacer, SharedStop, leased
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
 from importer.errors import UsageProblem
@@ -125,8 +127,10 @@ def run_on_cluster(
             log.warning("Dask dashboard: %s", dask.dashboard_link)
         stop = f"metrix-stop-{uuid.uuid4().hex}"  # set by a worker whose key is refused
         keeper = None
-        if options.rate is not None:  # one rate for the cluster, kept in one place
-            keeper = dask.submit(PaceKeeper, options.rate, actor=True).result()
+        adaptive = options.pacing_config()
+        if not options.dry_run and (options.rate is not None or adaptive is not None):
+            # One rate and one adaptive limit for the cluster, kept in one place.
+            keeper = dask.submit(PaceKeeper, options.rate, pacing=adaptive, actor=True).result()
         futures = [
             dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
                         job.run_time_ms, _for_label(plan, piece.item.label), keeper,
@@ -134,7 +138,8 @@ def run_on_cluster(
             for piece in pieces
         ]  # fmt: skip
         results = _collect(futures, pieces, outputs.progress, started)
-    return _conclude(job, results, plan, options, outputs, patterns, started)
+        pacing = None if keeper is None else keeper.stats().result()
+    return _conclude(job, results, plan, options, outputs, patterns, started, pacing)
 
 
 def _has_dashboard(dask: Any, cluster: Cluster, given: Any) -> bool:
@@ -219,8 +224,10 @@ async def _drive(
     shared: SharedStop | None = None,
 ) -> Runner:
     pacer = options.make_pacer()
-    if keeper is not None and options.rate is not None:
-        pacer = SharedPacer(keeper, options.rate, options.outage_seconds, limiter=pacer.limiter)
+    if keeper is not None and pacer.limiter is not None:
+        pacer = ClusterPacer(keeper, options.senders, options.outage_seconds)
+    elif keeper is not None:
+        pacer = SharedPacer(keeper, options.rate, options.outage_seconds)
     if options.dry_run:
         runner = Runner(options, tally, None, progress=NoProgress())
         await runner.run(reading, reading.leftovers(), reading.fraction)
@@ -229,20 +236,25 @@ async def _drive(
                              options.senders, options.timeout) as transport:  # fmt: skip
         runner = Runner(options, tally, transport, retry=retry, pacer=pacer,
                         progress=NoProgress())  # fmt: skip
-        if shared is None:
-            await runner.run(reading, reading.leftovers(), reading.fraction)
-            return runner
-        found = await asyncio.to_thread(shared.seen)
-        if found is not None:  # the run is over: send nothing, report every row
-            runner.stop.trigger(found)
-        watcher = asyncio.create_task(shared.watch(runner.stop))
-        try:
-            await runner.run(reading, reading.leftovers(), reading.fraction)
-        finally:
-            watcher.cancel()
-        if runner.abort is not None:
-            await asyncio.to_thread(shared.tell, runner.abort)
+        async with leased(pacer):
+            await _send(runner, reading, shared)
     return runner
+
+
+async def _send(runner: Runner, reading: Any, shared: SharedStop | None) -> None:
+    if shared is None:
+        await runner.run(reading, reading.leftovers(), reading.fraction)
+        return
+    found = await asyncio.to_thread(shared.seen)
+    if found is not None:  # the run is over: send nothing, report every row
+        runner.stop.trigger(found)
+    watcher = asyncio.create_task(shared.watch(runner.stop))
+    try:
+        await runner.run(reading, reading.leftovers(), reading.fraction)
+    finally:
+        watcher.cancel()
+    if runner.abort is not None:
+        await asyncio.to_thread(shared.tell, runner.abort)
 
 
 class _DaskFlag:
@@ -405,6 +417,7 @@ def _conclude(
     outputs: Outputs,
     patterns: Sequence[str],
     started: float,
+    pacing: PacingStats | None = None,
 ) -> JobResult:
     """Add the partitions' results up, in input order, into the one set of reports."""
     mode = "dry-run" if options.dry_run else "run"
@@ -435,7 +448,7 @@ def _conclude(
         requests=requests, retries=retries, status_counts=dict(sorted(statuses.items())),
         users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
         aborted=None if abort is None else abort.reason, duplicates=plan.as_dict(),
-        pacing=pacing_summary(None), engine="dask", partitions=len(results),
+        pacing=pacing_summary(pacing), engine="dask", partitions=len(results),
     )  # fmt: skip
     if outputs.summary_json is not None:
         summary.write_json(outputs.summary_json)
