@@ -179,9 +179,12 @@ def _spawned_workers(parent: int) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("victims", [1, 2])
 def test_a_worker_killed_mid_run_has_its_partition_run_again(
-    make_sandbox: MakeSandbox, tmp_path: Path
+    make_sandbox: MakeSandbox, tmp_path: Path, victims: int
 ) -> None:
+    """One worker killed, or both (then surely the one holding the pace's actor: the
+    partitions run again on the restarted workers, each pacing itself)."""
     sb = make_sandbox("--latency-ms", "20")
     data = tmp_path / "in.csv"
     data.write_text("id,email\n" + "".join(f"r{i},u{i}@x.io\n" for i in range(1000)))
@@ -189,7 +192,7 @@ def test_a_worker_killed_mid_run_has_its_partition_run_again(
     mapping.write_text("user_id: id\nfields: {email: email}\n")
     command = [sys.executable, "-m", "importer", "run", str(data), "-m", str(mapping),
                "--engine", "dask", "--workers", "2", "--partition-rows", "100",
-               "--concurrency", "2", "--no-progress", "--failures", str(tmp_path / "f.csv"),
+               "--max-concurrency", "2", "--no-progress", "--failures", str(tmp_path / "f.csv"),
                "--summary-json", str(tmp_path / "summary.json")]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
     env.update(credentials(sb))
@@ -199,12 +202,15 @@ def test_a_worker_killed_mid_run_has_its_partition_run_again(
             wait_for(lambda: sb.stats()["stored_messages"] >= 100, "100 users stored")
             workers = _spawned_workers(run.pid)
             assert len(workers) == 2, workers
-            os.kill(workers[0], signal.SIGKILL)
+            for pid in workers[:victims]:
+                os.kill(pid, signal.SIGKILL)
             _, err = run.communicate(timeout=300)
         finally:
             run.kill()
     assert "Traceback" not in err, err
     assert run.returncode == 0, err
+    if victims == 2:
+        assert "the worker keeping the cluster's pace was lost" in err
     data_summary = summary(tmp_path)
     assert (data_summary["rows_total"], data_summary["rows_sent"]) == (1000, 1000)
     sb.stats()  # flushes the sandbox's write buffer

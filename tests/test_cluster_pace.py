@@ -141,3 +141,27 @@ def test_two_partitions_pacers_share_one_limit_and_give_it_back() -> None:
     held_alone, together, after = asyncio.run(go())
     assert held_alone == 8 and together == 8
     assert after == 0  # both partitions done: every slot back in the pool
+
+
+class _Gone:
+    """A keeper whose worker died: every call fails as a Dask actor's does."""
+
+    def __getattr__(self, name: str) -> object:
+        def call(*args: object) -> object:
+            raise OSError("Unable to contact Actor's worker")
+
+        return call
+
+
+def test_a_partition_whose_keeper_is_lost_paces_itself() -> None:
+    async def go() -> ClusterPacer:
+        pacer = ClusterPacer(_Gone(), 64, cap=100.0, share=4,
+                             config=PacingConfig(initial=3, ceiling=8))  # fmt: skip
+        async with leased(pacer), pacer.slot():
+            pass
+        return pacer
+
+    pacer = asyncio.run(go())
+    assert pacer.lost is not None and "Unable to contact" in pacer.lost
+    assert pacer.allowed() == 3  # a limiter of its own, as on one machine
+    assert pacer.rate == 25.0  # --rate 100 shared by the 4 workers the cluster had

@@ -126,20 +126,50 @@ def run_on_cluster(
         if _has_dashboard(dask, cluster, client):
             log.warning("Dask dashboard: %s", dask.dashboard_link)
         stop = f"metrix-stop-{uuid.uuid4().hex}"  # set by a worker whose key is refused
-        keeper = None
+        keeper, share = None, max(1, len(dask.scheduler_info().get("workers", {})))
         adaptive = options.pacing_config()
         if not options.dry_run and (options.rate is not None or adaptive is not None):
             # One rate and one adaptive limit for the cluster, kept in one place.
             keeper = dask.submit(PaceKeeper, options.rate, pacing=adaptive, actor=True).result()
+        found = None if keeper is None else KeeperRef(keeper._address, keeper.key)
         futures = [
             dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
-                        job.run_time_ms, _for_label(plan, piece.item.label), keeper,
-                        stop, pure=False)
+                        job.run_time_ms, _for_label(plan, piece.item.label), found,
+                        stop, share, pure=False)
             for piece in pieces
         ]  # fmt: skip
         results = _collect(futures, pieces, outputs.progress, started)
-        pacing = None if keeper is None else keeper.stats().result()
+        pacing = _pacing(keeper)
     return _conclude(job, results, plan, options, outputs, patterns, started, pacing)
+
+
+@dataclass(frozen=True)
+class KeeperRef:
+    """Where the ``PaceKeeper`` actor lives. Handed to the partitions instead of the
+    actor itself, so they do not depend on it: were its worker to die, Dask would fail
+    every partition that does; this way they go on, each pacing itself."""
+
+    address: str
+    key: str
+
+    def handle(self) -> Any:
+        distributed: Any = importlib.import_module("distributed")
+        handle = distributed.Actor(PaceKeeper, self.address, self.key)
+        # Without a future of its own, a call whose worker is gone fails at once
+        # instead of waiting for Dask to re-create the actor (which it never does).
+        handle._future = None
+        return handle
+
+
+def _pacing(keeper: Any) -> PacingStats | None:
+    """The cluster limiter's last state (None: no limiter, or its worker died)."""
+    if keeper is None:
+        return None
+    try:
+        stats: PacingStats | None = keeper.stats().result(timeout=5)
+    except (RuntimeError, OSError, TimeoutError):
+        return None
+    return stats
 
 
 def _has_dashboard(dask: Any, cluster: Cluster, given: Any) -> bool:
@@ -185,11 +215,13 @@ def run_piece(
     retry: RetryPolicy,
     run_time_ms: int,
     duplicates: DuplicatePlan,
-    keeper: Any = None,
+    keeper: KeeperRef | None = None,
     stop: str | None = None,
+    share: int = 1,
 ) -> PieceResult:
     """On a worker: read, map and send one partition as a single-machine run would;
-    with ``keeper`` (a ``PaceKeeper`` actor), at the cluster's one ``--rate``; with
+    with ``keeper`` (where the ``PaceKeeper`` actor is), at the cluster's one pace (``share``: the
+    cluster's workers, to share ``--rate`` among should the keeper be lost); with
     ``stop`` (the name of the cluster's stop flag), stopping when another worker's run
     is aborted for the key or the endpoint."""
     job = _PieceJob(piece, mapping, run_time_ms)
@@ -200,7 +232,8 @@ def run_piece(
         tally = Tally(summary, failures, None, warned)
         reading = job.reading(None, duplicates)
         shared = None if stop is None else SharedStop(_DaskFlag(stop))
-        runner = asyncio.run(_drive(options, retry, tally, reading, keeper, shared))
+        actor = None if keeper is None else keeper.handle()
+        runner = asyncio.run(_drive(options, retry, tally, reading, actor, shared, share))
         summary.blank_rows = reading.blank_rows
         summary.warnings.update(job.warnings())
     finally:
@@ -222,12 +255,14 @@ async def _drive(
     reading: Any,
     keeper: Any,
     shared: SharedStop | None = None,
+    share: int = 1,
 ) -> Runner:
     pacer = options.make_pacer()
     if keeper is not None and pacer.limiter is not None:
-        pacer = ClusterPacer(keeper, options.senders, options.outage_seconds)
+        pacer = ClusterPacer(keeper, options.senders, options.outage_seconds, cap=options.rate,
+                             share=share, config=options.pacing_config())  # fmt: skip
     elif keeper is not None:
-        pacer = SharedPacer(keeper, options.rate, options.outage_seconds)
+        pacer = SharedPacer(keeper, options.rate, options.outage_seconds, share=share)
     if options.dry_run:
         runner = Runner(options, tally, None, progress=NoProgress())
         await runner.run(reading, reading.leftovers(), reading.fraction)

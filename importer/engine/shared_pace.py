@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import deque
@@ -37,6 +38,8 @@ from typing import Any
 from importer.core.pacing import AdaptiveLimiter, PacingConfig, PacingStats, Signal
 from importer.engine.pacer import Answer, Clock, Pacer, Sleep
 from importer.engine.sending import Abort, AbortCode, Stop
+
+log = logging.getLogger("metrix_importer")
 
 # One answer as a worker reports it: (signal, sent, answered, the worker's requests in
 # flight then, whether the server said how long to wait), times on the worker's clock.
@@ -199,9 +202,27 @@ def batch_size(rate: float) -> int:
     return max(1, min(50, int(rate / 10)))
 
 
+class KeeperLost(Exception):
+    """The keeper cannot be reached: the worker holding it died."""
+
+
+# Keepers this process found lost: a partition started later paces itself at once
+# instead of waiting out a call to a dead worker again.
+_LOST: dict[str, str] = {}
+
+
+def _name(keeper: Any) -> str:
+    """A Dask actor's key ("": a keeper in this process, never lost)."""
+    return str(getattr(keeper, "key", ""))
+
+
 class SharedPacer(Pacer):
     """A worker's pacer whose rate cap is the cluster's, kept by ``keeper`` (a
-    ``PaceKeeper`` or a Dask actor handle of one); everything else as ``Pacer``."""
+    ``PaceKeeper`` or a Dask actor handle of one); everything else as ``Pacer``.
+
+    Should the keeper be lost (Dask does not re-create an actor whose worker died), the
+    worker paces itself from then on: at ``rate / share`` (``share``: the workers the
+    cluster had), so the cluster together stays under ``rate``."""
 
     def __init__(
         self,
@@ -209,16 +230,21 @@ class SharedPacer(Pacer):
         rate: float | None,
         outage_seconds: float = 120.0,
         *,
+        share: int = 1,
         limiter: AdaptiveLimiter | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         super().__init__(None, outage_seconds, limiter=limiter, clock=clock, sleep=sleep)
         self.keeper = keeper
+        self.cap = rate
+        self.share = max(1, share)
         self.shared_rate = rate  # None: no rate holds for the cluster (yet)
         self._slots: deque[float] = deque()
         self._leasing = asyncio.Lock()
-        self.told: asyncio.Future[float] | None = None  # the keeper being told of a pause
+        self.told: asyncio.Future[Any] | None = None  # the keeper being told of a pause
+        self.lost: str | None = None  # why the keeper was lost, once it was
+        self.wait = 5.0  # seconds a call to the keeper may take before it counts as lost
 
     async def _permit(self) -> None:
         await super()._permit()  # this worker's pauses, and the limiter's learnt rate
@@ -232,7 +258,11 @@ class SharedPacer(Pacer):
                 self._slots.popleft()
             if not self._slots:
                 count = batch_size(self.shared_rate)
-                delay, step = await asyncio.to_thread(self._lease, count)
+                try:
+                    delay, step = await asyncio.to_thread(self._lease, count)
+                except KeeperLost as lost:
+                    self.on_own(str(lost))
+                    return
                 first = self.now() + delay
                 self._slots.extend(first + i * step for i in range(count))
             slot = self._slots.popleft()
@@ -243,12 +273,40 @@ class SharedPacer(Pacer):
     def pause(self, seconds: float) -> None:
         super().pause(seconds)
         self._slots.clear()  # leased before the pause: lease again after it
-        loop = asyncio.get_running_loop()
-        self.told = loop.run_in_executor(None, self._ask, "pause", seconds)
+        if self.lost is None:
+            loop = asyncio.get_running_loop()
+            self.told = loop.run_in_executor(None, self._tell, "pause", seconds)
+
+    def on_own(self, why: str) -> None:
+        """Pace this worker by itself from now on (the keeper is lost)."""
+        if self.lost is not None:
+            return
+        self.lost = why
+        if _name(self.keeper) not in _LOST:
+            if _name(self.keeper):
+                _LOST[_name(self.keeper)] = why
+            log.warning(
+                "the worker keeping the cluster's pace was lost (%s); this worker paces "
+                "itself from now on%s", why,
+                "" if self.cap is None else f" at {self.cap / self.share:g}/s (--rate / workers)",
+            )  # fmt: skip
+        self._slots.clear()
+        self.shared_rate = None
+        self.rate = None if self.cap is None else self.cap / self.share
 
     def _ask(self, method: str, argument: Any) -> Any:
-        answer = getattr(self.keeper, method)(argument)
-        return answer.result() if hasattr(answer, "result") else answer
+        if _name(self.keeper) in _LOST:
+            raise KeeperLost(_LOST[_name(self.keeper)])
+        try:
+            answer = getattr(self.keeper, method)(argument)
+            return answer.result(timeout=self.wait) if hasattr(answer, "result") else answer
+        except (RuntimeError, OSError, TimeoutError) as exc:  # Dask: its worker is gone
+            raise KeeperLost(f"{type(exc).__name__}: {exc}") from exc
+
+    def _tell(self, method: str, argument: Any) -> Any:
+        with contextlib.suppress(KeeperLost):  # the next lease or trade notices
+            return self._ask(method, argument)
+        return None
 
     def _lease(self, count: int) -> tuple[float, float]:
         delay, step = self._ask("lease", count)
@@ -259,7 +317,8 @@ class ClusterPacer(SharedPacer):
     """A partition's pacer under the cluster's one adaptive limiter (see the module
     docstring): requests in flight up to the slots it holds, start times from the
     keeper once a rate holds. ``start()`` before the first request, ``close()`` after
-    the last (it gives the slots back)."""
+    the last (it gives the slots back). Should the keeper be lost, a limiter of its
+    own (``config``) takes over, under its share of the ``cap`` (``--rate``)."""
 
     def __init__(
         self,
@@ -267,11 +326,16 @@ class ClusterPacer(SharedPacer):
         wanted: int,
         outage_seconds: float = 120.0,
         *,
+        cap: float | None = None,
+        share: int = 1,
+        config: PacingConfig | None = None,
         interval: float = 0.05,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        super().__init__(keeper, None, outage_seconds, clock=clock, sleep=sleep)
+        super().__init__(keeper, cap, outage_seconds, share=share, clock=clock, sleep=sleep)
+        self.shared_rate = None  # until the keeper says
+        self.config = config or PacingConfig()
         self.lessee = uuid.uuid4().hex
         self.wanted = wanted
         self.interval = interval
@@ -281,7 +345,7 @@ class ClusterPacer(SharedPacer):
         self._trading: asyncio.Task[None] | None = None
 
     def allowed(self) -> int:
-        return self.held
+        return self.limiter.limit if self.limiter is not None else self.held
 
     async def start(self) -> None:
         """The first slots, then a trade every ``interval``."""
@@ -298,16 +362,22 @@ class ClusterPacer(SharedPacer):
         await self._trade(0)
 
     async def _trade_often(self) -> None:
-        while True:
+        while self.lost is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._soon.wait(), self.interval)
             self._soon.clear()
             await self._trade(self.wanted)
 
     async def _trade(self, wanted: int) -> None:
+        if self.lost is not None:
+            return
         answers, self._answers = tuple(self._answers), []
         report = Report(self.lessee, self.now(), self.held, self.in_flight, wanted, answers)
-        grant: Grant = await asyncio.to_thread(self._ask, "exchange", report)
+        try:
+            grant: Grant = await asyncio.to_thread(self._ask, "exchange", report)
+        except KeeperLost as lost:
+            self.on_own(str(lost))
+            return
         self.held = grant.held
         if grant.pause > 0:
             Pacer.pause(self, grant.pause)  # the keeper knows already
@@ -318,8 +388,17 @@ class ClusterPacer(SharedPacer):
         self.shared_rate = grant.rate
         self._wake_one()  # the slots may have grown
 
+    def on_own(self, why: str) -> None:
+        if self.lost is None:
+            self.limiter = AdaptiveLimiter(self.config, now=self.now())
+            self._answers.clear()
+        super().on_own(why)
+        self._wake_one()  # the limit is the limiter's now
+
     def report(self, answer: Answer) -> None:
-        super().report(answer)  # the outage watch
+        super().report(answer)  # the outage watch; the limiter once on its own
+        if self.lost is not None:
+            return
         signal = answer.signal
         self._answers.append((signal.value, answer.sent, answer.answered, self.in_flight,
                               answer.retry_after is not None))  # fmt: skip
