@@ -3,6 +3,7 @@ the same inputs give what a single-machine run gives."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import sqlite3
@@ -80,6 +81,40 @@ def test_a_dask_run_stores_and_reports_what_a_single_machine_run_does(
         return Counter(tuple(row.values()) for row in failure_rows(folder / "failures.csv"))
 
     assert rows(dask_dir) == rows(local_dir) and sum(rows(dask_dir).values()) > 0
+
+
+def _parquet(source: Path, target: Path, rows_per_group: int) -> Path:
+    """``source``'s rows (a CSV file) as a Parquet file of text columns."""
+    import pyarrow as pa  # the parquet extra, installed for the tests
+    import pyarrow.parquet as pq
+
+    with open(source, encoding="utf-8", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    table = pa.table({name: [row[i] for row in rows] for i, name in enumerate(header)})
+    pq.write_table(table, target, row_group_size=rows_per_group)
+    return target
+
+
+def test_a_parquet_file_is_split_by_row_groups_and_stores_what_one_machine_does(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    data = _parquet(SAMPLE_CSV, tmp_path / "customers.parquet", 50)
+    local_dir, dask_dir = tmp_path / "local", tmp_path / "dask"
+    local_dir.mkdir()
+    dask_dir.mkdir()
+    local_sb, dask_sb = make_sandbox(), make_sandbox()
+    local = run_cli(local_sb, local_dir, data, "-m", SAMPLE_MAPPING)
+    clustered = run_cli(dask_sb, dask_dir, data, "-m", SAMPLE_MAPPING, "--engine", "dask",
+                        "--workers", "2", "--partition-rows", "100", timeout=300)  # fmt: skip
+    assert_no_traceback(clustered)
+    assert (local.returncode, clustered.returncode) == (1, 1), clustered.stderr
+    local_summary, dask_summary = summary(local_dir), summary(dask_dir)
+    assert dask_summary["partitions"] == 3  # 300 rows in 6 row groups, 2 to a partition
+    assert {k: dask_summary[k] for k in COUNTS} == {k: local_summary[k] for k in COUNTS}
+    assert _messages(dask_sb) == _messages(local_sb) and len(_messages(dask_sb)) == 290
+    local_failed = failure_rows(local_dir / "failures.csv")
+    dask_failed = failure_rows(dask_dir / "failures.csv")
+    assert dask_failed == local_failed and len(dask_failed) == 10  # the file's own rows
 
 
 def test_one_rate_holds_for_the_whole_cluster(make_sandbox: MakeSandbox, tmp_path: Path) -> None:

@@ -3,8 +3,9 @@ workers of a Dask cluster.
 
 The coordinator (this process) checks everything as a single-machine run does, finds
 duplicates with the same id pass, and cuts the inputs into partitions: a CSV file into
-byte ranges that start at record starts (``importer.edges.csv_partitions``), every
-other input (a workbook sheet, a compressed file) whole. Each worker reads its
+byte ranges that start at record starts (``importer.edges.csv_partitions``), a
+Parquet file into runs of its row groups, every other input (a workbook sheet, a
+compressed file) whole. Each worker reads its
 partition itself and runs it through the same reading, mapping, runner and transport
 as a single-machine run, counting into its own ``Tally``; it returns the counts and
 the rows for the failure and warnings files. The coordinator adds them up in input
@@ -43,6 +44,7 @@ from importer.edges.outputs import check_outputs
 from importer.edges.progress import NoProgress
 from importer.edges.readers import Marks, Record, Source
 from importer.edges.report import FailureWriter, Summary, warnings_path
+from importer.edges.tables import RowGroups
 from importer.edges.transport import HttpTransport
 from importer.engine.inputs import Input, Job, expand_inputs
 from importer.engine.pipeline import run_start_millis
@@ -77,8 +79,13 @@ class Piece:
     item: Input
     plan: CsvPlan | None = None
     index: int | None = None
+    groups: RowGroups | None = None  # a Parquet file's row groups
 
     def describe(self) -> str:
+        if self.groups is not None:
+            span = self.groups
+            return (f"{self.item.path} (row groups {span.start + 1}-{span.end}, rows "
+                    f"{span.first:,}-{span.first + span.rows - 1:,})")  # fmt: skip
         if self.plan is None or self.index is None:
             return f"{self.item.path} (whole)"
         return f"{self.item.path} (part {self.index + 1} of {len(self.plan.parts)})"
@@ -316,6 +323,8 @@ class _PieceJob(Job):
         super().__init__([piece.item], mapping, run_time_ms)
 
     def open(self, item: Input, marks: Marks | None = None) -> Source:
+        if self.piece.groups is not None:
+            return input_kinds.open_input(item.path, row_groups=self.piece.groups)
         if self.piece.plan is None:
             return super().open(item, marks)
         return open_partition(self.piece.plan, self.piece.index)
@@ -370,6 +379,9 @@ class _Planner:
     def pieces(self) -> Iterator[Piece]:
         """A CSV file's byte ranges, or the whole input."""
         for item in self.job.inputs:
+            if _parquet(item):
+                yield from self._row_groups(item)
+                continue
             if not _plain_local_file(item):
                 yield Piece(item)
                 continue
@@ -385,6 +397,30 @@ class _Planner:
                 continue
             for index in range(len(plan.parts)):
                 yield Piece(item, plan, index)
+
+    def _row_groups(self, item: Input) -> Iterator[Piece]:
+        """A Parquet file's row groups, about ``rows_per_partition`` rows at a time."""
+        sizes = input_kinds.row_groups(item.path)
+        spans: list[RowGroups] = []
+        start, first, taken = 0, 1, 0
+        for index, rows in enumerate(sizes):
+            taken += rows
+            if taken >= self.every or index == len(sizes) - 1:
+                spans.append(RowGroups(start, index + 1, first, taken))
+                start, first, taken = index + 1, first + taken, 0
+        if len(spans) <= 1:
+            log.info("%s is one partition: %d row group(s)", item.path, len(sizes))
+            yield Piece(item)
+            return
+        for span in spans:
+            yield Piece(item, groups=span)
+
+
+def _parquet(item: Input) -> bool:
+    """A Parquet file or object named by its path (split by row groups)."""
+    if item.table is not None or item.sheet is not None:
+        return False
+    return input_kinds.kind_of(item.path) == "parquet"
 
 
 def _plain_local_file(item: Input) -> bool:
