@@ -36,6 +36,7 @@ from benchmarks.run import (  # noqa: E402
 )
 
 RESULTS = REPO / "bench" / "cluster.json"
+CHILD_TIMEOUT_S = 7200.0  # 1M users at a few hundred a second on a busy machine
 TARGET_OVERHEAD = 0.25
 
 
@@ -49,7 +50,7 @@ def measure(label: str, source: Path, work: Path, *engine: str) -> dict[str, Any
                 "--failures", folder / "failures.csv", "--summary-json", folder / "summary.json",
                 *engine,
             ),
-            folder, label,
+            folder, label, timeout=CHILD_TIMEOUT_S,
         )  # fmt: skip
     if child.exit_code not in (0, 1):
         raise SystemExit(f"error: {label} exited {child.exit_code}: {child.stderr}")
