@@ -42,6 +42,7 @@ lint: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/pacing.py
+	$(PY) benchmarks/cluster.py
 
 # The README's picture of the page, taken by the browser test of the whole flow.
 screenshot: $(VENV)/.dev-installed

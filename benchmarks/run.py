@@ -300,7 +300,9 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_child(command: Sequence[str], logs: Path, label: str) -> Child:
+def run_child(
+    command: Sequence[str], logs: Path, label: str, timeout: float = CHILD_TIMEOUT_S
+) -> Child:
     """Run ``command`` to completion; wall clock from start to exit, peak RSS from wait4."""
     stdout_path, stderr_path = logs / f"{label}.stdout", logs / f"{label}.stderr"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -309,7 +311,7 @@ def run_child(command: Sequence[str], logs: Path, label: str) -> Child:
             list(command), stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=REPO,
             env=child_env(),
         )  # fmt: skip
-        timer = threading.Timer(CHILD_TIMEOUT_S, process.kill)
+        timer = threading.Timer(timeout, process.kill)
         timer.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)

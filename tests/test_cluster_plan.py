@@ -113,3 +113,47 @@ def test_only_a_plain_local_file_is_planned_for_splitting(
     assert _plain_local_file(Input("", str(path))) is split
     assert not _plain_local_file(Input("", "s3://bucket/in.csv"))
     assert not _plain_local_file(Input("", str(path), sheet="all"))
+
+
+def _parquet_job(tmp_path: Path, rows_per_group: int) -> Job:
+    import pyarrow as pa  # the parquet extra, installed for the tests
+    import pyarrow.parquet as pq
+
+    ids = [f"u{i % 90}" for i in range(100)] + ["", ""]  # 10 users twice, a blank row
+    notes = ["x"] * 100 + ["", "no id"]
+    data = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": ids, "note": notes}), data, row_group_size=rows_per_group)
+    mapping_file = tmp_path / "m.yaml"
+    mapping_file.write_text("user_id: id\ncustom: {note: note}\n")
+    mapping = load_mapping(mapping_file)
+    return Job(expand_inputs([str(data)], mapping), mapping, 1_700_000_000_000)
+
+
+def test_a_parquet_file_is_split_by_row_groups_numbered_as_the_files_rows(
+    tmp_path: Path,
+) -> None:
+    job = _parquet_job(tmp_path, 10)  # 11 row groups: 10 of 10 rows, 1 of 2
+    planner = _Planner(job, 25)
+    duplicates = job.duplicate_plan("last", False, planner.open)
+    pieces = list(planner.pieces())
+    spans = [(p.groups.start, p.groups.end, p.groups.first) for p in pieces if p.groups]
+    assert spans == [(0, 3, 1), (3, 6, 31), (6, 9, 61), (9, 11, 91)]
+    assert "row groups 4-6, rows 31-60" in pieces[1].describe()
+    totals: Counter[str] = Counter()
+    failed: list[int] = []
+    for piece in pieces:
+        result = run_piece(piece, job.mapping, SendOptions(dry_run=True), RetryPolicy(),
+                           job.run_time_ms, _for_label(duplicates, piece.item.label))  # fmt: skip
+        totals.update(rows=result.summary.rows_total, blank=result.summary.blank_rows,
+                      duplicate=result.summary.skipped["duplicate"])  # fmt: skip
+        failed += [row for row, *_ in result.failures]
+    assert totals == {"rows": 101, "blank": 1, "duplicate": 10}
+    assert failed == [102]  # the file's own row number, after the blank row 101
+
+
+def test_a_parquet_file_of_one_row_group_is_one_piece(tmp_path: Path) -> None:
+    job = _parquet_job(tmp_path, 1_000)
+    planner = _Planner(job, 25)
+    job.duplicate_plan("last", False, planner.open)
+    (piece,) = planner.pieces()
+    assert piece.groups is None and piece.describe().endswith("(whole)")

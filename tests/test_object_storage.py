@@ -155,6 +155,21 @@ def test_parquet_parts_and_jsonl_across_prefixes(s3: S3, sandbox: Sandbox, tmp_p
     assert summary(tmp_path)["rows_sent"] == 600
 
 
+def test_a_parquet_object_is_split_by_row_groups_on_a_dask_cluster(
+    s3: S3, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rows = list(customer_rows(300, seed=3, invalid_rate=0.0))
+    s3.put("dask/users.parquet", _parquet_bytes(rows, 50))
+    result = _run(
+        s3, sandbox, tmp_path, f"s3://{BUCKET}/dask/users.parquet", "--engine", "dask",
+        "--workers", "2", "--partition-rows", "100",
+    )  # fmt: skip
+    assert_no_traceback(result)
+    assert result.returncode == 0, result.stderr
+    assert summary(tmp_path)["partitions"] == 3  # each worker read its row groups itself
+    assert sorted(stored_ids(sandbox)) == sorted(_ids_of(tmp_path, "users.csv", rows))
+
+
 def test_missing_objects_and_patterns_are_input_errors(s3: S3, tmp_path: Path) -> None:
     for url in (f"s3://{BUCKET}/nothing.parquet", f"s3://{BUCKET}/none/*.parquet"):
         shown = cli("validate", url, "-m", SAMPLE_MAPPING, cwd=tmp_path, env=s3.env())

@@ -14,12 +14,12 @@ from tests.test_pacer import FakeTime
 def test_the_keeper_hands_out_start_times_one_rate_step_apart() -> None:
     time = FakeTime()
     keeper = PaceKeeper(2.0, clock=time.clock)
-    assert keeper.lease(3) == 0.0  # starts now, now + 0.5, now + 1.0
-    assert keeper.lease(1) == 1.5  # after the three leased before
+    assert keeper.lease(3) == (0.0, 0.5)  # starts now, now + 0.5, now + 1.0
+    assert keeper.lease(1) == (1.5, 0.5)  # after the three leased before
     time.now += 10
-    assert keeper.lease(1) == 0.0  # unused time is not saved up into a burst
+    assert keeper.lease(1) == (0.0, 0.5)  # unused time is not saved up into a burst
     keeper.pause(30)
-    assert keeper.lease(1) == 30.0
+    assert keeper.lease(1) == (30.0, 0.5)
 
 
 def _pacers(time: FakeTime, rate: float) -> tuple[SharedPacer, SharedPacer]:

@@ -13,7 +13,14 @@ from pathlib import Path
 from importer.edges import remote
 from importer.edges.readers import Marks, Source, open_source, open_stored_csv
 from importer.edges.state import input_fingerprint
-from importer.edges.tables import JSONL_SUFFIXES, PARQUET_SUFFIXES, open_jsonl, open_parquet
+from importer.edges.tables import (
+    JSONL_SUFFIXES,
+    PARQUET_SUFFIXES,
+    RowGroups,
+    open_jsonl,
+    open_parquet,
+    parquet_row_groups,
+)
 from importer.errors import SourceError
 
 DATA_SUFFIXES = (*PARQUET_SUFFIXES, *JSONL_SUFFIXES)
@@ -44,15 +51,17 @@ def open_input(
     delimiter: str = "auto",
     header_row: int = 1,
     marks: Marks | None = None,
+    row_groups: RowGroups | None = None,
 ) -> Source:
     """Open any input named by a path or URL; raises SourceError when it cannot be read.
 
-    ``marks`` notes record starts as a local CSV file is read (its partitions)."""
+    ``marks`` notes record starts as a local CSV file is read (its partitions);
+    ``row_groups`` reads only those of a Parquet file (one of its partitions)."""
     kind = kind_of(path)
     if remote.is_url(path):
         found = remote.info(path)
         if kind == "parquet":
-            return open_parquet(path, lambda: remote.open_binary(path), found.size)
+            return open_parquet(path, lambda: remote.open_binary(path), found.size, row_groups)
         if kind == "jsonl":
             return open_jsonl(path, lambda: remote.open_binary(path), found.size, found.identity())
         return open_stored_csv(
@@ -67,9 +76,16 @@ def open_input(
         raise SourceError(path, "the file does not exist", "Check the path and try again.")
     stat = file.stat()
     if kind == "parquet":
-        return open_parquet(path, path, stat.st_size)
+        return open_parquet(path, path, stat.st_size, row_groups)
     identity = f"{file.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
     return open_jsonl(path, lambda: open(file, "rb"), stat.st_size, identity)
+
+
+def row_groups(path: str) -> list[int]:
+    """The rows of each row group of a Parquet file or object (its footer alone is read)."""
+    if remote.is_url(path):
+        return parquet_row_groups(path, lambda: remote.open_binary(path))
+    return parquet_row_groups(path, path)
 
 
 def expand(pattern: str) -> list[str] | None:

@@ -91,51 +91,80 @@ def _table_source(
 # --- Parquet -------------------------------------------------------------------------
 
 
-def open_parquet(name: str, location: str | Opener, size: int) -> Source:
-    """A Parquet file (a local path, read by Arrow's own I/O, or a stream), read a batch
-    of rows at a time with types honoured."""
+@dataclass(frozen=True)
+class RowGroups:
+    """Row groups ``start`` up to ``end`` (not included) of a Parquet file: one
+    partition of it, whose first row is the file's row ``first``."""
+
+    start: int
+    end: int
+    first: int
+    rows: int
+
+
+def _parquet_opener(location: str | Opener) -> Callable[[], Any]:
+    pa = require("pyarrow", "parquet")
+    return lambda: pa.OSFile(location) if isinstance(location, str) else location()
+
+
+def _parquet_meta(name: str, location: str | Opener) -> Any:
     pa = require("pyarrow", "parquet")
     pq = require("pyarrow.parquet", "parquet")
-
-    def opener() -> Any:
-        return pa.OSFile(location) if isinstance(location, str) else location()
-
     try:
-        with opener() as handle:
-            meta = pq.ParquetFile(handle)
-            schema = meta.schema_arrow
-            total = meta.metadata.num_rows
-            groups = meta.metadata.num_row_groups
+        with _parquet_opener(location)() as handle:
+            return pq.ParquetFile(handle).metadata
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(
             name,
             f"this is not a readable Parquet file ({exc})",
             "Check that the file is complete (a part still being written has no footer).",
         ) from None
+
+
+def parquet_row_groups(name: str, location: str | Opener) -> list[int]:
+    """The rows of each row group of a Parquet file (its footer alone is read)."""
+    meta = _parquet_meta(name, location)
+    return [meta.row_group(index).num_rows for index in range(meta.num_row_groups)]
+
+
+def open_parquet(
+    name: str, location: str | Opener, size: int, groups: RowGroups | None = None
+) -> Source:
+    """A Parquet file (a local path, read by Arrow's own I/O, or a stream), read a batch
+    of rows at a time with types honoured; with ``groups``, only those row groups,
+    numbered as the file's own rows."""
+    pa = require("pyarrow", "parquet")
+    pq = require("pyarrow.parquet", "parquet")
+    opener = _parquet_opener(location)
+    meta = _parquet_meta(name, location)
+    total, count = meta.num_rows, meta.num_row_groups
     source = _table_source(
         name,
         "parquet",
-        schema.names,
-        f"Parquet, {total:,} rows in {groups} row groups",
-        total,
+        meta.schema.to_arrow_schema().names,
+        f"Parquet, {total:,} rows in {count} row groups",
+        total if groups is None else groups.rows,
         size,
     )
+    chosen = None if groups is None else list(range(groups.start, groups.end))
 
     def batches() -> Iterator[Sequence[Any]]:
         with opener() as handle:
             parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
-            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=chosen):
                 yield batch.columns
 
-    source.records = _guarded(name, _records_of_columns(batches(), source), (pa.ArrowException,))
+    first = 1 if groups is None else groups.first
+    records = _records_of_columns(batches(), source, first)
+    source.records = _guarded(name, records, (pa.ArrowException,), first - 1)
     return source
 
 
 def _guarded(
-    name: str, records: Iterator[Record], errors: tuple[type[BaseException], ...]
+    name: str, records: Iterator[Record], errors: tuple[type[BaseException], ...], last: int = 0
 ) -> Iterator[Record]:
-    """Records until a read error, which becomes one failure row instead of a traceback."""
-    last = 0
+    """Records until a read error, which becomes one failure row instead of a traceback
+    (``last``: the row before the first)."""
     caught: tuple[type[BaseException], ...] = (OSError, *errors)
     try:
         for record in records:

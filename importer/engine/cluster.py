@@ -3,18 +3,21 @@ workers of a Dask cluster.
 
 The coordinator (this process) checks everything as a single-machine run does, finds
 duplicates with the same id pass, and cuts the inputs into partitions: a CSV file into
-byte ranges that start at record starts (``importer.edges.csv_partitions``), every
-other input (a workbook sheet, a compressed file) whole. Each worker reads its
+byte ranges that start at record starts (``importer.edges.csv_partitions``), a
+Parquet file into runs of its row groups, every other input (a workbook sheet, a
+compressed file) whole. Each worker reads its
 partition itself and runs it through the same reading, mapping, runner and transport
 as a single-machine run, counting into its own ``Tally``; it returns the counts and
 the rows for the failure and warnings files. The coordinator adds them up in input
 order and writes the one failure CSV, the one warnings file and the one summary.
 
-``--rate`` holds for the whole cluster: a ``PaceKeeper`` actor hands out start times
-(``importer.engine.shared_pace``), and a Retry-After one worker gets holds the others'
-next requests too. With ``--state``, the coordinator keeps the state file and records
-each partition as it completes; ``--only-changed`` asks the workers for a partition's
-user ids first and ships the state's answers with it (``importer.engine.cluster_state``).
+One pace holds for the whole cluster (``importer.engine.shared_pace``): a
+``PaceKeeper`` actor hands out start times for ``--rate`` and owns the one adaptive
+limiter of ``--concurrency auto``, whose in-flight slots the partitions lease; a 429 or
+Retry-After one worker gets slows or holds the others' next requests too. With
+``--state``, the coordinator keeps the state file and records what the workers report;
+``--only-changed`` asks the workers for a partition's user ids first and ships the
+state's answers with it (``importer.engine.cluster_state``).
 Dask is imported only here, and only when a run asks for it.
 """
 
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from importer.core.config import Mapping
+from importer.core.pacing import PacingStats
 from importer.edges import inputs as input_kinds
 from importer.edges import remote
 from importer.edges.csv_partitions import CsvPlan, open_partition, plan_from_marks
@@ -43,6 +47,7 @@ from importer.edges.outputs import check_outputs
 from importer.edges.progress import NoProgress
 from importer.edges.readers import Marks, Record, Source
 from importer.edges.report import FailureWriter, Summary, warnings_path
+from importer.edges.tables import RowGroups
 from importer.edges.transport import HttpTransport
 from importer.engine.cluster_state import (
     ClusterState,
@@ -57,7 +62,7 @@ from importer.engine.pipeline import run_start_millis
 from importer.engine.run import JobResult, Outputs, advice, exit_code, pacing_summary
 from importer.engine.runner import Runner, SendOptions
 from importer.engine.sending import Abort, AbortCode, RetryPolicy
-from importer.engine.shared_pace import PaceKeeper, SharedPacer, SharedStop
+from importer.engine.shared_pace import ClusterPacer, PaceKeeper, SharedPacer, SharedStop, leased
 from importer.engine.tally import Tally
 from importer.engine.usage import check_run
 from importer.errors import Interrupted, OutputError, UsageProblem
@@ -85,15 +90,23 @@ class Piece:
     item: Input
     plan: CsvPlan | None = None
     index: int | None = None
+    groups: RowGroups | None = None  # a Parquet file's row groups
 
     def describe(self) -> str:
+        if self.groups is not None:
+            span = self.groups
+            return (f"{self.item.path} (row groups {span.start + 1}-{span.end}, rows "
+                    f"{span.first:,}-{span.first + span.rows - 1:,})")  # fmt: skip
         if self.plan is None or self.index is None:
             return f"{self.item.path} (whole)"
         return f"{self.item.path} (part {self.index + 1} of {len(self.plan.parts)})"
 
     @property
     def key(self) -> str:
-        """The partition's name in the state file: its input and byte range."""
+        """The partition's name in the state file: its input and byte range (or row
+        groups)."""
+        if self.groups is not None:
+            return f"{self.item.label}\x1fgroups {self.groups.start}:{self.groups.end}"
         if self.plan is None or self.index is None:
             return f"{self.item.label}\x1fwhole"
         span = self.plan.parts[self.index]
@@ -101,6 +114,8 @@ class Piece:
 
     def rows(self) -> tuple[int, int | None]:
         """The first and last row numbers it can hold (None: to the end)."""
+        if self.groups is not None:
+            return self.groups.first, self.groups.first + self.groups.rows - 1
         if self.plan is None or self.index is None:
             return 0, None
         parts = self.plan.parts
@@ -158,16 +173,20 @@ def run_on_cluster(
             if _has_dashboard(dask, cluster, client):
                 log.warning("Dask dashboard: %s", dask.dashboard_link)
             stop = f"metrix-stop-{uuid.uuid4().hex}"  # set by a worker whose key is refused
-            keeper = None
-            if options.rate is not None:  # one rate for the cluster, kept in one place
-                keeper = dask.submit(PaceKeeper, options.rate, actor=True).result()
+            keeper, share = None, max(1, len(dask.scheduler_info().get("workers", {})))
+            adaptive = options.pacing_config()
+            if not options.dry_run and (options.rate is not None or adaptive is not None):
+                # One rate and one adaptive limit for the cluster, kept in one place.
+                keeper = dask.submit(PaceKeeper, options.rate, pacing=adaptive,
+                                     actor=True).result()  # fmt: skip
+            found = None if keeper is None else KeeperRef(keeper._address, keeper.key)
 
             inbox = None if state is None else f"metrix-settled-{uuid.uuid4().hex}"
 
             def send(piece: Piece, given: PieceState | None) -> Any:
                 return dask.submit(run_piece, piece, mapping, options, retry or RetryPolicy(),
-                                   job.run_time_ms, _for_label(plan, piece.item.label), keeper,
-                                   stop, given, inbox, pure=False)  # fmt: skip
+                                   job.run_time_ms, _for_label(plan, piece.item.label), found,
+                                   stop, share, given, inbox, pure=False)  # fmt: skip
 
             def users(piece: Piece, given: PieceState) -> Any:
                 return dask.submit(piece_users, piece, mapping, job.run_time_ms, given,
@@ -182,8 +201,9 @@ def run_on_cluster(
             finally:
                 if dispatch.inbox is not None:
                     dispatch.inbox.close()
+            pacing = _pacing(keeper)
         return _conclude(job, results, plan, options, outputs, patterns, started, state,
-                         len(pieces))  # fmt: skip
+                         len(pieces), pacing)  # fmt: skip
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(state_path)) from None
     finally:
@@ -204,6 +224,35 @@ def _interrupted(state_path: str | None) -> str:
         "(users already sent are sent again with the same message ids, which Metrix drops), "
         "adding --state PATH to make it resumable"
     )
+
+
+@dataclass(frozen=True)
+class KeeperRef:
+    """Where the ``PaceKeeper`` actor lives. Handed to the partitions instead of the
+    actor itself, so they do not depend on it: were its worker to die, Dask would fail
+    every partition that does; this way they go on, each pacing itself."""
+
+    address: str
+    key: str
+
+    def handle(self) -> Any:
+        distributed: Any = importlib.import_module("distributed")
+        handle = distributed.Actor(PaceKeeper, self.address, self.key)
+        # Without a future of its own, a call whose worker is gone fails at once
+        # instead of waiting for Dask to re-create the actor (which it never does).
+        handle._future = None
+        return handle
+
+
+def _pacing(keeper: Any) -> PacingStats | None:
+    """The cluster limiter's last state (None: no limiter, or its worker died)."""
+    if keeper is None:
+        return None
+    try:
+        stats: PacingStats | None = keeper.stats().result(timeout=5)
+    except (RuntimeError, OSError, TimeoutError):
+        return None
+    return stats
 
 
 def _has_dashboard(dask: Any, cluster: Cluster, given: Any) -> bool:
@@ -313,13 +362,15 @@ def run_piece(
     retry: RetryPolicy,
     run_time_ms: int,
     duplicates: DuplicatePlan,
-    keeper: Any = None,
+    keeper: KeeperRef | None = None,
     stop: str | None = None,
+    share: int = 1,
     state: PieceState | None = None,
     inbox: str | None = None,
 ) -> PieceResult:
     """On a worker: read, map and send one partition as a single-machine run would;
-    with ``keeper`` (a ``PaceKeeper`` actor), at the cluster's one ``--rate``; with
+    with ``keeper`` (where the ``PaceKeeper`` actor is), at the cluster's one pace (``share``: the
+    cluster's workers, to share ``--rate`` among should the keeper be lost); with
     ``stop`` (the name of the cluster's stop flag), stopping when another worker's run
     is aborted for the key or the endpoint; with ``state`` (from the coordinator's
     state file), skipping the rows done before and keeping what it settles, which goes
@@ -337,7 +388,8 @@ def run_piece(
         reading = job.reading(skip, duplicates)
         shared = None if stop is None else SharedStop(_DaskFlag(stop))
         reporter = None if ledger is None or inbox is None else Reporter(ledger, inbox)
-        driven = _drive(options, retry, tally, reading, keeper, shared)
+        actor = None if keeper is None else keeper.handle()
+        driven = _drive(options, retry, tally, reading, actor, shared, share)
         runner = asyncio.run(_reporting(driven, reporter))
         summary.blank_rows = reading.blank_rows
         summary.warnings.update(job.warnings())
@@ -393,10 +445,14 @@ async def _drive(
     reading: Any,
     keeper: Any,
     shared: SharedStop | None = None,
+    share: int = 1,
 ) -> Runner:
     pacer = options.make_pacer()
-    if keeper is not None and options.rate is not None:
-        pacer = SharedPacer(keeper, options.rate, options.outage_seconds, limiter=pacer.limiter)
+    if keeper is not None and pacer.limiter is not None:
+        pacer = ClusterPacer(keeper, options.senders, options.outage_seconds, cap=options.rate,
+                             share=share, config=options.pacing_config())  # fmt: skip
+    elif keeper is not None:
+        pacer = SharedPacer(keeper, options.rate, options.outage_seconds, share=share)
     if options.dry_run:
         runner = Runner(options, tally, None, progress=NoProgress())
         await runner.run(reading, reading.leftovers(), reading.fraction)
@@ -405,20 +461,25 @@ async def _drive(
                              options.senders, options.timeout) as transport:  # fmt: skip
         runner = Runner(options, tally, transport, retry=retry, pacer=pacer,
                         progress=NoProgress())  # fmt: skip
-        if shared is None:
-            await runner.run(reading, reading.leftovers(), reading.fraction)
-            return runner
-        found = await asyncio.to_thread(shared.seen)
-        if found is not None:  # the run is over: send nothing, report every row
-            runner.stop.trigger(found)
-        watcher = asyncio.create_task(shared.watch(runner.stop))
-        try:
-            await runner.run(reading, reading.leftovers(), reading.fraction)
-        finally:
-            watcher.cancel()
-        if runner.abort is not None:
-            await asyncio.to_thread(shared.tell, runner.abort)
+        async with leased(pacer):
+            await _send(runner, reading, shared)
     return runner
+
+
+async def _send(runner: Runner, reading: Any, shared: SharedStop | None) -> None:
+    if shared is None:
+        await runner.run(reading, reading.leftovers(), reading.fraction)
+        return
+    found = await asyncio.to_thread(shared.seen)
+    if found is not None:  # the run is over: send nothing, report every row
+        runner.stop.trigger(found)
+    watcher = asyncio.create_task(shared.watch(runner.stop))
+    try:
+        await runner.run(reading, reading.leftovers(), reading.fraction)
+    finally:
+        watcher.cancel()
+    if runner.abort is not None:
+        await asyncio.to_thread(shared.tell, runner.abort)
 
 
 class _DaskFlag:
@@ -445,6 +506,8 @@ class _PieceJob(Job):
         super().__init__([piece.item], mapping, run_time_ms)
 
     def open(self, item: Input, marks: Marks | None = None) -> Source:
+        if self.piece.groups is not None:
+            return input_kinds.open_input(item.path, row_groups=self.piece.groups)
         if self.piece.plan is None:
             return super().open(item, marks)
         return open_partition(self.piece.plan, self.piece.index)
@@ -499,6 +562,9 @@ class _Planner:
     def pieces(self) -> Iterator[Piece]:
         """A CSV file's byte ranges, or the whole input."""
         for item in self.job.inputs:
+            if _parquet(item):
+                yield from self._row_groups(item)
+                continue
             if not _plain_local_file(item):
                 yield Piece(item)
                 continue
@@ -514,6 +580,30 @@ class _Planner:
                 continue
             for index in range(len(plan.parts)):
                 yield Piece(item, plan, index)
+
+    def _row_groups(self, item: Input) -> Iterator[Piece]:
+        """A Parquet file's row groups, about ``rows_per_partition`` rows at a time."""
+        sizes = input_kinds.row_groups(item.path)
+        spans: list[RowGroups] = []
+        start, first, taken = 0, 1, 0
+        for index, rows in enumerate(sizes):
+            taken += rows
+            if taken >= self.every or index == len(sizes) - 1:
+                spans.append(RowGroups(start, index + 1, first, taken))
+                start, first, taken = index + 1, first + taken, 0
+        if len(spans) <= 1:
+            log.info("%s is one partition: %d row group(s)", item.path, len(sizes))
+            yield Piece(item)
+            return
+        for span in spans:
+            yield Piece(item, groups=span)
+
+
+def _parquet(item: Input) -> bool:
+    """A Parquet file or object named by its path (split by row groups)."""
+    if item.table is not None or item.sheet is not None:
+        return False
+    return input_kinds.kind_of(item.path) == "parquet"
 
 
 def _plain_local_file(item: Input) -> bool:
@@ -583,6 +673,7 @@ def _conclude(
     started: float,
     state: ClusterState | None,
     partitions: int,
+    pacing: PacingStats | None = None,
 ) -> JobResult:
     """Add the partitions' results up, in input order, into the one set of reports
     (after what a resumed run had done before)."""
@@ -617,7 +708,7 @@ def _conclude(
         requests=requests, retries=retries, status_counts=dict(sorted(statuses.items())),
         users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
         aborted=None if abort is None else abort.reason, duplicates=plan.as_dict(),
-        pacing=pacing_summary(None), engine="dask", partitions=partitions,
+        pacing=pacing_summary(pacing), engine="dask", partitions=partitions,
     )  # fmt: skip
     if state is not None:
         notes += _finish(state, abort, summary)

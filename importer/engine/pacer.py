@@ -84,9 +84,8 @@ class Pacer:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold a place for one request: waits for permission, counts it in flight."""
-        limiter = self.limiter
-        if limiter is not None:
-            while self.in_flight >= limiter.limit:
+        if self.allowed() is not None:
+            while self.in_flight >= (self.allowed() or 0):
                 # One waiter woken per freed slot, in arrival order: waking every
                 # sender on each answer costs more CPU than the requests themselves.
                 waiter = asyncio.get_running_loop().create_future()
@@ -97,7 +96,7 @@ class Pacer:
                     if waiter.done() and not waiter.cancelled():
                         self._wake_one()  # pass on the slot this task was given
                     raise
-            if self.in_flight + 1 < limiter.limit:
+            if self.in_flight + 1 < (self.allowed() or 0):
                 self._wake_one()  # the limit grew: let the next one in too
         self.in_flight += 1
         try:
@@ -108,6 +107,10 @@ class Pacer:
         finally:
             self.in_flight -= 1
             self._wake_one()
+
+    def allowed(self) -> int | None:
+        """Requests that may be in flight now (None: as many as there are senders)."""
+        return self.limiter.limit if self.limiter is not None else None
 
     def _wake_one(self) -> None:
         waiters = self._waiters

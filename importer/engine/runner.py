@@ -64,11 +64,16 @@ class SendOptions:
         """Sending workers (and connections): the fixed number, or the adaptive ceiling."""
         return self.concurrency or self.max_concurrency
 
+    def pacing_config(self) -> PacingConfig | None:
+        """The adaptive limiter's settings; None with a fixed concurrency."""
+        if self.concurrency is not None:
+            return None
+        ceiling = self.max_concurrency
+        return PacingConfig(initial=min(8, ceiling), ceiling=ceiling)
+
     def make_pacer(self) -> Pacer:
-        limiter = None
-        if self.concurrency is None:
-            ceiling = self.max_concurrency
-            limiter = AdaptiveLimiter(PacingConfig(initial=min(8, ceiling), ceiling=ceiling))
+        config = self.pacing_config()
+        limiter = None if config is None else AdaptiveLimiter(config)
         return Pacer(self.rate, self.outage_seconds, limiter=limiter)
 
 
