@@ -277,6 +277,11 @@ def test_dry_run_sends_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
             ["--endpoint", "ftp://x/"],
             "not an http(s) URL",
         ),
+        (  # a key pasted from a file with its newline would add a header line
+            {"METRIX_APP_ID": "a", "METRIX_API_KEY": "k\nX-Injected: 1"},
+            [],
+            "METRIX_API_KEY contains a line break",
+        ),
     ],
 )
 def test_run_usage_errors_exit_2_before_any_network(

@@ -1,1 +1,2 @@
-"""Edges: each module is the only home of one outside library (csv, sqlite3, aiohttp, tqdm)."""
+"""Edges: each module is the only home of one outside library or protocol (csv, sqlite3,
+HTTP, tqdm)."""

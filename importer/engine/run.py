@@ -150,7 +150,7 @@ def _run_job(
                 else:
                     job.remember_raw(None)
             # Workers are forked before the event loop starts: forking a running loop
-            # (and aiohttp's resolver threads) is not safe.
+            # (and the resolver's threads) is not safe.
             job.start_workers(workers, encode=not options.dry_run)
             run = _Run(job, options, retry or RetryPolicy(), outputs, state,
                        state_path=state_path, signals=signals)  # fmt: skip
