@@ -15,10 +15,9 @@ Clock and sleep are injected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from importer.core.pacing import AdaptiveLimiter, PacingStats, Signal
@@ -77,13 +76,17 @@ class Pacer:
         self.last_success = clock()
         self.failing_since: float | None = None
         self.in_flight = 0
+        self._slot = _Slot(self)
 
     def now(self) -> float:
         return self._clock()
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a place for one request: waits for permission, counts it in flight."""
+    def slot(self) -> _Slot:
+        """Hold a place for one request (``async with pacer.slot():``): waits for
+        permission, counts it in flight."""
+        return self._slot
+
+    async def _acquire(self) -> None:
         if self.allowed() is not None:
             while self.in_flight >= (self.allowed() or 0):
                 # One waiter woken per freed slot, in arrival order: waking every
@@ -103,10 +106,13 @@ class Pacer:
             # Counted in flight while it waits for its rate slot, so the limit also
             # bounds how many requests queue for slots.
             await self._permit()
-            yield
-        finally:
-            self.in_flight -= 1
-            self._wake_one()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._wake_one()
 
     def allowed(self) -> int | None:
         """Requests that may be in flight now (None: as many as there are senders)."""
@@ -170,3 +176,20 @@ class Pacer:
         if since is None:
             return False
         return self._clock() - max(since, self.last_success) >= self.outage_seconds
+
+
+class _Slot:
+    """``async with pacer.slot():`` — a class, not a generator-based context manager,
+    which cost a few per cent of the sending CPU at thousands of requests a second.
+    Holds no state of its own, so one serves every request."""
+
+    __slots__ = ("_pacer",)
+
+    def __init__(self, pacer: Pacer) -> None:
+        self._pacer = pacer
+
+    async def __aenter__(self) -> None:
+        await self._pacer._acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._pacer._release()
