@@ -60,7 +60,7 @@ class MappedRow:
     """A valid row: the customUserId, the message ``time``, and the message's other
     content (standard fields, hashes, ``customAttributes``) in mapping order."""
 
-    __slots__ = ("_content", "fields", "notes", "time", "user_id")
+    __slots__ = ("_body", "_content", "fields", "notes", "time", "user_id")
 
     def __init__(
         self,
@@ -77,13 +77,29 @@ class MappedRow:
         # Warnings about this row that did not stop it (a value left out under
         # `on_invalid: drop_field`, an ambiguous phone number), one text each.
         self.notes = notes
+        self._body: bytes | None = None
 
     @classmethod
     def from_content(
-        cls, user_id: str, time: int, content: str, notes: tuple[str, ...] = ()
+        cls,
+        user_id: str,
+        time: int,
+        content: str,
+        notes: tuple[str, ...] = (),
+        body: bytes | None = None,
     ) -> MappedRow:
-        """A row mapped elsewhere (a worker process), carried as its content JSON."""
-        return cls(user_id, time, _LAZY, content, notes)
+        """A row mapped elsewhere (a worker process), carried as its content JSON and,
+        when the worker built it, its request body."""
+        row = cls(user_id, time, _LAZY, content, notes)
+        row._body = body
+        return row
+
+    @property
+    def body(self) -> bytes:
+        """The exact request body (see ``encode_body``), built once."""
+        if self._body is None:
+            self._body = encode_body(self)[0]
+        return self._body
 
     @property
     def message(self) -> dict[str, Any]:

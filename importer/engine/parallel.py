@@ -38,10 +38,11 @@ _ENCODE = True
 _RAW_CHECKS: dict[str, RawCheck] = {}
 
 Record = tuple[int, list[str], str | None]
-# Per row: a MappedRow (mapped here) | (user id, time, content JSON[, warnings]) (mapped
-# by a worker) | None (valid, not materialised) | warnings text (valid, not
-# materialised, with warnings) | [error text, (reason keys...)] (invalid).
-RowResult = MappedRow | tuple[str, int, str] | tuple[str, int, str, str] | str | list[Any] | None
+# Per row: a MappedRow (mapped here) | (user id, time, content JSON, warnings, request
+# body) (mapped by a worker, which builds the body too: the sending process has less
+# to do) | None (valid, not materialised) | warnings text (valid, not materialised,
+# with warnings) | [error text, (reason keys...)] (invalid).
+RowResult = MappedRow | tuple[str, int, str, str, bytes] | str | list[Any] | None
 ChunkResult = tuple[list[RowResult], dict[str, int]]
 # A chunk checked against the state and mapped by a worker: its results and warnings,
 # the raw fingerprints of all its rows (8 bytes each, in order), and the positions of
@@ -126,10 +127,9 @@ def _map_rows(
                 append("; ".join(notes) if notes else None)
             elif as_objects:
                 append(mapped)
-            elif notes:
-                append((mapped.user_id, mapped.time, mapped.content, "; ".join(notes)))
             else:
-                append((mapped.user_id, mapped.time, mapped.content))
+                append((mapped.user_id, mapped.time, mapped.content, "; ".join(notes),
+                        mapped.body))  # fmt: skip
         else:
             append(["; ".join(str(p) for p in mapped), tuple(p.key for p in mapped)])
     warnings = dict(mapper.warnings)

@@ -39,8 +39,8 @@ def mapped_outcomes(mapped: MappedRecords, label: str = "") -> Iterator[Outcome]
             warning = "; ".join(result.notes)
             yield Outcome(number, cells, result, source=label, raw=raw, warning=warning)
         elif isinstance(result, tuple):
-            row = MappedRow.from_content(*result[:3])
-            warning = result[3] if len(result) > 3 else ""
+            user_id, time, content, warning, body = result
+            row = MappedRow.from_content(user_id, time, content, body=body)
             yield Outcome(number, cells, row, source=label, raw=raw, warning=warning)
         else:
             yield Outcome(number, cells, None, Stage.VALIDATE, result[0], result[1], label, raw)

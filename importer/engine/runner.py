@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from importer.core.messages import content_fingerprint, encode_body
+from importer.core.messages import content_fingerprint
 from importer.core.outcome import Outcome, SkipReason
 from importer.core.pacing import AdaptiveLimiter, PacingConfig
 from importer.edges.progress import NoProgress, Pacing, Progress, Snapshot
@@ -242,8 +242,7 @@ class Runner:
             elif dry_run:
                 tally.skipped(outcome.source, outcome.row, SkipReason.DRY_RUN)
             else:
-                body, _ = encode_body(mapped)
-                item = Item(outcome.row, outcome.cells, body, mapped.user_id,
+                item = Item(outcome.row, outcome.cells, mapped.body, mapped.user_id,
                             fingerprints.get(index, b""), outcome.source, outcome.raw)  # fmt: skip
                 if not await self._enqueue(queue, item, chunk[index + 1 :]):
                     return  # the run is stopping: the rest of the chunk is accounted for
