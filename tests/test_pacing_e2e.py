@@ -46,6 +46,15 @@ def test_a_number_fixes_the_concurrency_and_shows_no_pacing(
     assert "Pacing" not in result.stdout
 
 
+def test_a_run_that_sends_nothing_shows_no_pacing(sandbox: Sandbox, tmp_path: Path) -> None:
+    # Nothing was learnt about the endpoint: "ended at 8 in flight" would mean nothing.
+    result = run_cli(sandbox, tmp_path, SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--dry-run")
+    assert result.returncode == 1, result.stderr
+    data = summary(tmp_path)
+    assert data["pacing"] is None and data["requests"] == 0
+    assert "Pacing" not in result.stdout
+
+
 def test_progress_log_lines_show_the_limit_and_latency(sandbox: Sandbox, tmp_path: Path) -> None:
     result = cli(
         "run", SAMPLE_CSV, "-m", SAMPLE_MAPPING, "--progress-interval", "0",

@@ -708,7 +708,7 @@ def _conclude(
         requests=requests, retries=retries, status_counts=dict(sorted(statuses.items())),
         users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
         aborted=None if abort is None else abort.reason, duplicates=plan.as_dict(),
-        pacing=pacing_summary(pacing), engine="dask", partitions=partitions,
+        pacing=pacing_summary(pacing, requests), engine="dask", partitions=partitions,
     )  # fmt: skip
     if state is not None:
         notes += _finish(state, abort, summary)

@@ -300,7 +300,7 @@ class _Run:
             users_per_second=round(summary.rows_sent / max(summary.duration_seconds, 1e-9), 1),
             aborted=stopped or (None if abort is None else abort.reason),
             duplicates=plan.as_dict(),
-            pacing=pacing_summary(runner.pacer.stats()),
+            pacing=pacing_summary(runner.pacer.stats(), stats.requests if stats else 0),
         )
         missing = lacking(runner)
         if missing:
@@ -366,9 +366,10 @@ def lacking(runner: Runner) -> str:
     return "; ".join(parts)
 
 
-def pacing_summary(stats: PacingStats | None) -> dict[str, Any] | None:
-    """The adaptive limiter's final state for the summary JSON (None: fixed concurrency)."""
-    if stats is None:
+def pacing_summary(stats: PacingStats | None, requests: int) -> dict[str, Any] | None:
+    """The adaptive limiter's final state for the summary JSON (None: fixed concurrency,
+    or no request was made — a dry run, nothing changed — so nothing was learnt)."""
+    if stats is None or requests == 0:
         return None
 
     def ms(seconds: float | None) -> float | None:
