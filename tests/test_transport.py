@@ -4,7 +4,10 @@ behave against real servers on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -15,9 +18,11 @@ from importer.edges.transport import (
     HttpTransport,
     Response,
     _AnswerReader,
+    _Connection,
     _Redirect,
+    check_endpoint,
 )
-from importer.errors import RedirectRefused, TransportError
+from importer.errors import EndpointError, RedirectRefused, TransportError
 from tests.hostile import servers
 
 
@@ -63,6 +68,15 @@ CHUNKED = "Transfer-Encoding: chunked"
         # both framings: chunked wins (RFC 9112 6.3) and the connection is not reused
         (wire(OK, "Content-Length: 9", CHUNKED, body=b"1\r\nx\r\n0\r\n\r\n"),
          (200, b"x", None), False),
+        # lines ending in a bare LF (RFC 9112 2.2), with or without a CR elsewhere
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}", (200, b"{}", None), True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\n{}", (200, b"{}", None), True),
+        # an obsolete folded header line continues the one before (RFC 9112 5.2)
+        (wire("HTTP/1.1 503 Busy", "Retry-After:", " 30", "Content-Length: 0"),
+         (503, b"", "30"), True),
+        # repeated Connection lines form one list
+        (wire(OK, "Connection: keep-alive", "Connection: close", "Content-Length: 0"),
+         (200, b"", None), False),
     ],
 )  # fmt: skip
 def test_answers_are_read_whole(
@@ -90,10 +104,16 @@ def test_a_connection_ending_mid_answer_gives_no_answer() -> None:
     [
         (b"SMTP ready\r\n\r\n", "status line"),
         (wire("HTTP/1.1 2xx OK"), "status line"),
+        (wire("HTTP/1.1 4000 Bad"), "status line"),
         (wire(OK, "no colon here"), "without a name"),
         (wire(OK, " : value"), "without a name"),
         (wire(OK, "Content-Length: 1", "Content-Length: 2"), "two different"),
         (wire(OK, "Content-Length: -1"), "Content-Length"),
+        (wire(OK, "Content-Length: " + "9" * 5000), "Content-Length"),
+        (wire(OK, CHUNKED, body=b"0x2\r\n{}\r\n0\r\n\r\n"), "chunk size"),
+        (wire(OK, CHUNKED, body=b"+2\r\n{}\r\n0\r\n\r\n"), "chunk size"),
+        (wire(OK, CHUNKED, body=b"1_0\r\n"), "chunk size"),
+        (wire(OK, CHUNKED, body=b"1;" + b"x" * 60_000 + b"\r\n"), "size line too long"),
         (wire(OK, CHUNKED, body=b"zz\r\n"), "chunk size"),
         (wire(OK, CHUNKED, body=b"1\r\nabc\r\n"), "longer than its size"),
         (wire("HTTP/1.1 101 Switching"), "switched protocols"),
@@ -121,6 +141,23 @@ def test_answers_over_the_limit_are_refused_before_they_arrive(answer: bytes) ->
     with pytest.raises(TransportError) as caught:
         read(answer)
     assert caught.value.kind == "answer too large"
+
+
+def test_the_header_limit_counts_header_lines_however_they_arrive() -> None:
+    head = b"HTTP/1.1 204 No Content\r\n" + b"X-A: b\r\n" * 128
+    assert read(head + b"\r\n") == ((204, b"", None), True)
+    assert read(head, b"\r\n") == ((204, b"", None), True)
+
+
+def test_decoded_chunks_are_not_kept_twice() -> None:
+    # A body in thousands of tiny chunks, each with a long extension: what was decoded
+    # leaves the buffer, so memory stays near the answer's own size.
+    reader = _AnswerReader()
+    reader.feed(wire(OK, CHUNKED))
+    for _ in range(2000):
+        assert reader.feed(b"1;" + b"e" * 900 + b"\r\nx\r\n") is None
+        assert len(reader._buffer) < 2048
+    assert reader.feed(b"0\r\n\r\n") == (200, b"x" * 2000, None)
 
 
 def test_a_redirect_is_reported_with_its_location() -> None:
@@ -279,3 +316,76 @@ def test_a_redirect_raises_with_the_key_masked() -> None:
     with servers.serve(answering(answer)) as server, pytest.raises(RedirectRefused) as caught:
         send_all(server.url, 1, key=key)
     assert caught.value.location == "https://x.example/?k=****"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "start"),
+    [
+        ("https://h.example/", b"POST / HTTP/1.1\r\nHost: h.example\r\n"),
+        ("https://h.example:443/in?app=1", b"POST /in?app=1 HTTP/1.1\r\nHost: h.example\r\n"),
+        ("http://127.0.0.1:8080/a%20b", b"POST /a%20b HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
+        ("http://[::1]:8080", b"POST / HTTP/1.1\r\nHost: [::1]:8080\r\n"),
+    ],
+)
+def test_the_request_head_names_the_endpoint(endpoint: str, start: bytes) -> None:
+    assert HttpTransport(endpoint, "app", "key", 1, 1.0)._head.startswith(start)
+
+
+def test_an_endpoint_with_a_password_in_it_is_refused_without_showing_it() -> None:
+    with pytest.raises(EndpointError) as caught:
+        check_endpoint("https://user:hunter22@entry.example/", allow_insecure=False)
+    assert "hunter22" not in str(caught.value)
+    assert "METRIX_API_KEY" in str(caught.value)
+
+
+def test_a_new_connection_closed_before_its_request_fails_at_once() -> None:
+    class Closed(asyncio.Transport):
+        def is_closing(self) -> bool:
+            return True
+
+    async def go() -> None:
+        connection = _Connection()
+        connection.connection_made(Closed())
+        with pytest.raises(TransportError) as caught:
+            await connection.exchange(b"request", deadline=float("inf"))
+        assert caught.value.kind == "connection dropped"
+
+    asyncio.run(go())
+
+
+@pytest.mark.e2e
+def test_an_address_that_does_not_answer_is_passed_over_for_the_next() -> None:
+    # A name with two addresses, the first dropping connection attempts (its accept
+    # queue is full), as a broken IPv6 route does: the second is tried after 250 ms
+    # instead of the whole deadline going to the first.
+    async def go(url: str) -> list[int]:
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(hole.getsockname())
+            fillers.append(filler)
+        good = ("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")))
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def two_addresses(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != "two.test":
+                return await real(host, port, *args, **kwargs)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", hole.getsockname()),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", good)]  # fmt: skip
+
+        loop.getaddrinfo = two_addresses  # type: ignore[method-assign]
+        try:
+            async with HttpTransport("http://two.test/", "app", "key", 1, 5.0) as transport:
+                return [(await transport.send(b"{}")).status for _ in range(2)]
+        finally:
+            for sock in (hole, *fillers):
+                sock.close()
+
+    with servers.serve(answering(wire(OK, "Content-Length: 2", body=b"{}"))) as server:
+        assert asyncio.run(go(server.url)) == [200, 200]

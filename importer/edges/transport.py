@@ -37,6 +37,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers together (a CDN adds a few KiB)
 MAX_HEADERS = 128  # header lines in one answer (CDNs add a few dozen)
 _MAX_CHUNK_LINE = 1024  # a chunk's size line, extensions included
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,13 @@ def check_endpoint(url: str, allow_insecure: bool) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EndpointError(
             f"the endpoint {url!r} is not an http(s) URL; use e.g. https://entry.metrix.ir/"
+        )
+    if parts.username is not None or parts.password is not None:
+        # It would be shown wherever the endpoint is (errors, logs, the summary).
+        raise EndpointError(
+            "the endpoint contains a user name or password (user:password@host), which "
+            "would be shown wherever the endpoint is; Metrix takes its credentials from "
+            "METRIX_APP_ID and METRIX_API_KEY"
         )
     if parts.scheme == "http" and not (allow_insecure or is_loopback(parts.hostname)):
         raise EndpointError(
@@ -87,8 +95,8 @@ class HttpTransport:
         self._port = url.port or (443 if url.scheme == "https" else 80)
         self._ssl = ssl.create_default_context() if url.scheme == "https" else None
         host = f"[{self._host}]" if ":" in self._host else self._host
-        if url.explicit_port is not None:
-            host += f":{url.explicit_port}"
+        if not url.is_default_port():
+            host += f":{self._port}"
         head = (
             f"POST {url.raw_path_qs or '/'} HTTP/1.1\r\n"
             f"Host: {host}\r\n"
@@ -161,9 +169,13 @@ class HttpTransport:
         assert self._loop is not None
         try:
             async with asyncio.timeout_at(deadline):
+                # Happy Eyeballs (RFC 8305): when a name has several addresses and the
+                # first does not answer (a broken IPv6 route), try the next after 250 ms
+                # rather than spend the whole deadline on it.
                 _, connection = await self._loop.create_connection(
                     _Connection, self._host, self._port, ssl=self._ssl,
                     server_hostname=self._host if self._ssl is not None else None,
+                    happy_eyeballs_delay=0.25, interleave=1,
                 )  # fmt: skip
         except TimeoutError:
             raise TransportError("timeout") from None
@@ -185,16 +197,18 @@ class HttpTransport:
 
 
 def header_safe(value: str) -> bool:
-    """Whether a credential can be a header value: no line breaks (they would add
-    headers of their own) and nothing outside Latin-1, which HTTP/1.1 cannot carry."""
-    return all(0x20 <= ord(char) <= 0xFF and char != "\x7f" for char in value)
+    """Whether a credential can be a header value: printable ASCII only. A line break
+    would add headers of its own; anything else is a copying mistake, and how a server
+    reads bytes past ASCII in a header is anyone's guess."""
+    return all(" " <= char <= "~" for char in value)
 
 
 def _header_value(name: str, value: str) -> str:
     if not header_safe(value):
         raise UsageProblem(
-            f"{name} contains a line break, a control character or a character outside "
-            "Latin-1, which cannot be sent in an HTTP header; check how it was copied"
+            f"{name} contains a line break, a control character or a character that is "
+            "not plain ASCII, which cannot be sent in an HTTP header; check how it was "
+            "copied"
         )
     return value
 
@@ -242,6 +256,10 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, request: bytes, deadline: float) -> _Answer:
         assert self._transport is not None
+        if not self.usable():
+            # Closed between connecting and now (the server hung up, or sent bytes
+            # nobody asked for): a write would vanish and the request wait its deadline.
+            raise TransportError("connection dropped")
         self.deadline = deadline
         answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._answer = answer
@@ -309,7 +327,6 @@ class _AnswerReader:
         self._framing = ""  # "length", "chunked" or "close"
         self._length = 0
         self._body = bytearray()  # the decoded chunks so far
-        self._position = 0  # where the next chunk starts in the buffer
         self.keep_alive = False
 
     def feed(self, data: bytes) -> _Answer | None:
@@ -339,18 +356,19 @@ class _AnswerReader:
         skipped. False while more bytes are needed."""
         buffer = self._buffer
         while True:
-            end = buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+            end, after = _end_of_head(buffer, max(0, self._scanned - 2))
             if end < 0:
                 self._scanned = len(buffer)
                 if len(buffer) > MAX_HEAD_BYTES:
                     raise _malformed(f"headers over {MAX_HEAD_BYTES // 1024} KiB")
-                if buffer.count(b"\r\n") > MAX_HEADERS:
+                if buffer.count(b"\n") > MAX_HEADERS + 1:  # the status line's too
                     raise _malformed(f"more than {MAX_HEADERS} header lines")
                 return False
             if end > MAX_HEAD_BYTES:
                 raise _malformed(f"headers over {MAX_HEAD_BYTES // 1024} KiB")
-            lines = bytes(buffer[:end]).split(b"\r\n")
-            del buffer[: end + 4]
+            # Lines end in CRLF; a bare LF is accepted too (RFC 9112, 2.2).
+            lines = [line.rstrip(b"\r") for line in bytes(buffer[:end]).split(b"\n")]
+            del buffer[:after]
             self._scanned = 0
             status = _status_of(lines[0])
             if 100 <= status < 200:
@@ -386,7 +404,7 @@ class _AnswerReader:
             else:
                 self._framing, self.keep_alive = "close", False
         elif length is not None:
-            if not length.isdigit():
+            if not length.isdigit() or len(length) > 18:
                 raise _malformed(f"Content-Length {length[:40]!r}")
             self._framing, self._length = "length", int(length)
             if self._length > MAX_ANSWER_BYTES:
@@ -395,21 +413,17 @@ class _AnswerReader:
             self._framing, self.keep_alive = "close", False
 
     def _read_chunks(self) -> _Answer | None:
-        buffer, body = self._buffer, self._body
-        position = self._position
+        buffer, body = self._buffer, self._body  # the buffer starts at the next chunk
         while True:
-            line_end = buffer.find(b"\r\n", position)
+            line_end = buffer.find(b"\r\n")
+            if (line_end if line_end >= 0 else len(buffer)) > _MAX_CHUNK_LINE:
+                raise _malformed("a chunk size line too long")
             if line_end < 0:
-                if len(buffer) - position > _MAX_CHUNK_LINE:
-                    raise _malformed("a chunk size line too long")
                 return None
-            size_text = bytes(buffer[position:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _malformed(f"chunk size {size_text[:20]!r}") from None
-            if size < 0:
+            size_text = bytes(buffer[:line_end]).split(b";", 1)[0].strip()
+            if not 0 < len(size_text) <= 16 or not _HEX_DIGITS.issuperset(size_text):
                 raise _malformed(f"chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if len(body) + size > MAX_ANSWER_BYTES:
                 raise _too_large()
             if size == 0:
@@ -432,7 +446,20 @@ class _AnswerReader:
             if buffer[data_end : data_end + 2] != b"\r\n":
                 raise _malformed("a chunk longer than its size")
             body += buffer[line_end + 2 : data_end]
-            position = self._position = data_end + 2
+            del buffer[: data_end + 2]  # what is decoded is not kept twice
+
+
+def _end_of_head(buffer: bytearray, start: int) -> tuple[int, int]:
+    """Where the head ends (before its empty line) and the body starts; -1 if not yet."""
+    crlf = buffer.find(b"\n\r\n", start)
+    lf = buffer.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(buffer))
+    if lf >= 0:
+        return lf, lf + 2
+    return (crlf, crlf + 3) if crlf >= 0 else (-1, -1)
+
+
+# Headers whose repeated lines form one comma-separated list.
+_LISTS = (b"transfer-encoding", b"connection")
 
 
 def _headers(lines: list[bytes]) -> dict[bytes, bytes]:
@@ -440,7 +467,12 @@ def _headers(lines: list[bytes]) -> dict[bytes, bytes]:
     if len(lines) > MAX_HEADERS:
         raise _malformed(f"more than {MAX_HEADERS} header lines")
     headers: dict[bytes, bytes] = {}
+    key = b""
     for line in lines:
+        if line[:1] in (b" ", b"\t") and key:
+            # An obsolete folded line continues the previous header (RFC 9112, 5.2).
+            headers[key] = (headers[key] + b" " + line.strip()).strip()
+            continue
         name, colon, value = line.partition(b":")
         if not colon or not name or name != name.strip():
             raise _malformed("a header line without a name")
@@ -448,7 +480,7 @@ def _headers(lines: list[bytes]) -> dict[bytes, bytes]:
         value = value.strip()
         if key not in headers:
             headers[key] = value
-        elif key == b"transfer-encoding":  # a list may be split over several lines
+        elif key in _LISTS:  # a list may be split over several lines
             headers[key] += b"," + value
         elif key == b"content-length" and headers[key] != value:
             raise _malformed("two different Content-Length headers")
@@ -458,6 +490,11 @@ def _headers(lines: list[bytes]) -> dict[bytes, bytes]:
 def _status_of(line: bytes) -> int:
     version, _, rest = line.partition(b" ")
     code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if (
+        not version.startswith(b"HTTP/1.")
+        or len(code) != 3
+        or not code.isdigit()
+        or rest[3:4] not in (b"", b" ")
+    ):
         raise _malformed(f"status line {line[:60]!r}")
     return int(code)
