@@ -36,8 +36,8 @@ def check_run(
             if not header_safe(value):
                 raise CommandLineProblem(
                     f"{name} contains a line break, a control character or a character "
-                    "outside Latin-1, which cannot be sent in an HTTP header; check how it "
-                    "was copied (a trailing newline from a file is the usual cause)"
+                    "that is not plain ASCII, which cannot be sent in an HTTP header; check "
+                    "how it was copied (a trailing newline from a file is the usual cause)"
                 )
     if duplicates == "all" and mapping.time is None:
         raise UsageProblem(
