@@ -27,6 +27,24 @@ class RowSet:
             self._bits[byte] |= mask
             self.count += 1
 
+    def add_range(self, first: int, last: int) -> None:
+        """Add the rows from ``first`` to ``last``, inclusive (whole bytes at a time)."""
+        if first > last:
+            return
+        while first <= last and (first - self._base) & 7:
+            self.add(first)
+            first += 1
+        while last >= first and (last - self._base + 1) & 7:
+            self.add(last)
+            last -= 1
+        if first > last:
+            return
+        self.add(last)  # grows the bitmap to hold the span
+        low, high = (first - self._base) >> 3, ((last - self._base) >> 3) + 1
+        before = int.from_bytes(self._bits[low:high], "little").bit_count()
+        self._bits[low:high] = b"\xff" * (high - low)
+        self.count += (high - low) * 8 - before
+
     def __contains__(self, row: object) -> bool:
         if not isinstance(row, int) or row < self._base:
             return False

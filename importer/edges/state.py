@@ -5,9 +5,11 @@ One file (``--state PATH``, WAL mode, small transactions) remembers:
 - ``runs``: each run's sources, input and mapping fingerprints, fixed start time (the
   default message ``time``, so a resumed run rebuilds the very same message ids), status
   and final counts;
-- ``row_done``: which rows of the current run are finished for good — sent, failed for
-  good, or skipped — so a resumed run does not send them again; cleared when the run
-  finishes;
+- ``row_done`` and ``skipped_spans``: which rows of the current run are finished for
+  good — sent or failed for good (one entry per row: they finish in any order), or
+  skipped (one entry per run of consecutive rows skipped for the same reason: a nightly
+  run that skips millions of unchanged rows records a few thousand spans) — so a
+  resumed run does not send them again; cleared when the run finishes;
 - ``failures``: the current run's failed-for-good rows, so the failure CSV of a resumed
   run still lists the rows that failed before the crash;
 - ``delivered``: per customUserId, fingerprints of the content last delivered and of
@@ -79,6 +81,14 @@ CREATE TABLE IF NOT EXISTS row_done (
     row INTEGER NOT NULL,
     status TEXT NOT NULL,
     PRIMARY KEY (run_id, source, row)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS skipped_spans (
+    run_id INTEGER NOT NULL,
+    source INTEGER NOT NULL,
+    first INTEGER NOT NULL,
+    last INTEGER NOT NULL,            -- the rows first..last, inclusive
+    status TEXT NOT NULL,             -- as in row_done, one of the skipped codes
+    PRIMARY KEY (run_id, source, first)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
     run_id INTEGER NOT NULL,
@@ -178,6 +188,8 @@ class StateStore:
         self._sources: dict[str, int] = {}
         self._done: dict[int, RowSet] = {}
         self._pending_done: list[tuple[int, int, int, str]] = []
+        # [run, source, first row, last row, status]: the open span grows in place.
+        self._pending_spans: list[list[Any]] = []
         self._pending_failures: list[tuple[int, int, int, str, str, str, str]] = []
         self._pending_delivered: list[tuple[str, bytes, bytes]] = []
         self._pending_parts: list[tuple[int, str, int]] = []
@@ -298,14 +310,20 @@ class StateStore:
             "SELECT source, row FROM row_done WHERE run_id = ?", (self.run.run_id,)
         ):
             self._done.setdefault(source, RowSet()).add(row)
+        for source, first, last in self.db.execute(
+            "SELECT source, first, last FROM skipped_spans WHERE run_id = ?", (self.run.run_id,)
+        ):
+            self._done.setdefault(source, RowSet()).add_range(first, last)
 
     def restored(self) -> Restored:
         """Counts of what the resumed run had already finished."""
         assert self.run is not None
         result = Restored()
         for status, count in self.db.execute(
-            "SELECT status, COUNT(*) FROM row_done WHERE run_id = ? GROUP BY status",
-            (self.run.run_id,),
+            "SELECT status, COUNT(*) FROM row_done WHERE run_id = ? GROUP BY status "
+            "UNION ALL SELECT status, SUM(last - first + 1) FROM skipped_spans "
+            "WHERE run_id = ? GROUP BY status",
+            (self.run.run_id, self.run.run_id),
         ):
             if status == SENT:
                 result.sent = count
@@ -356,6 +374,7 @@ class StateStore:
 
     def _clear_rows(self, run_id: int) -> None:
         self.db.execute("DELETE FROM row_done WHERE run_id = ?", (run_id,))
+        self.db.execute("DELETE FROM skipped_spans WHERE run_id = ?", (run_id,))
         self.db.execute("DELETE FROM failures WHERE run_id = ?", (run_id,))
         self.db.execute("DELETE FROM parts_done WHERE run_id = ?", (run_id,))
 
@@ -485,11 +504,18 @@ class StateStore:
     def record_skipped(self, source: str, row: int, reason: str) -> None:
         assert self.run is not None
         code = _SKIP_CODES.get(reason, SKIPPED_OTHER)
-        self._pending_done.append((self.run.run_id, self._source(source), row, code))
+        index = self._source(source)
+        spans = self._pending_spans
+        if spans:
+            span = spans[-1]
+            if span[3] + 1 == row and span[1] == index and span[4] == code:
+                span[3] = row
+                return
+        spans.append([self.run.run_id, index, row, row, code])
         self._maybe_commit()
 
     def _maybe_commit(self) -> None:
-        if len(self._pending_done) >= BATCH_ROWS:
+        if len(self._pending_done) + len(self._pending_spans) >= BATCH_ROWS:
             self.checkpoint(force=True)
 
     def checkpoint(self, force: bool = False) -> None:
@@ -497,7 +523,12 @@ class StateStore:
 
         A full disk (or a file that became read-only) raises ``OutputError``: what was
         committed before stays, so the next run resumes from there."""
-        if not (self._pending_done or self._pending_delivered or self._pending_parts):
+        if not (
+            self._pending_done
+            or self._pending_spans
+            or self._pending_delivered
+            or self._pending_parts
+        ):
             return  # failures are always pending together with their done rows
         try:
             self._commit()
@@ -510,6 +541,9 @@ class StateStore:
         self.db.execute("BEGIN")
         self.db.executemany(
             "INSERT OR REPLACE INTO row_done VALUES (?, ?, ?, ?)", self._pending_done
+        )
+        self.db.executemany(
+            "INSERT OR REPLACE INTO skipped_spans VALUES (?, ?, ?, ?, ?)", self._pending_spans
         )
         self.db.executemany(
             "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending_failures
@@ -526,6 +560,7 @@ class StateStore:
         )
         self.db.execute("COMMIT")
         self._pending_done.clear()
+        self._pending_spans.clear()
         self._pending_failures.clear()
         self._pending_delivered.clear()
         self._pending_parts.clear()
@@ -595,9 +630,7 @@ def describe_state(path: str | Path) -> str:
         db.row_factory = sqlite3.Row
         runs = db.execute("SELECT * FROM runs ORDER BY id").fetchall()
         users = db.execute("SELECT COUNT(*) FROM delivered").fetchone()[0]
-        pending = {
-            r[0]: r[1] for r in db.execute("SELECT run_id, COUNT(*) FROM row_done GROUP BY run_id")
-        }
+        pending = _pending_rows(db)
         parts = _parts_done(db)
     except sqlite3.DatabaseError as exc:
         raise StateError(f"{file}: not a metrix-importer state file ({exc})") from None
@@ -629,6 +662,18 @@ def describe_state(path: str | Path) -> str:
             )
     db.close()
     return "\n".join(lines)
+
+
+def _pending_rows(db: sqlite3.Connection) -> Counter[int]:
+    """Rows already done per unfinished run (a file from before spans has none of them)."""
+    pending: Counter[int] = Counter()
+    for run, count in db.execute("SELECT run_id, COUNT(*) FROM row_done GROUP BY run_id"):
+        pending[run] += count
+    with contextlib.suppress(sqlite3.OperationalError):
+        query = "SELECT run_id, SUM(last - first + 1) FROM skipped_spans GROUP BY run_id"
+        for run, count in db.execute(query):
+            pending[run] += count
+    return pending
 
 
 def _parts_done(db: sqlite3.Connection) -> dict[int, int]:
