@@ -8,6 +8,7 @@ one answer going longer than ``max_seconds``, and never writes more than ``max_b
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -48,9 +49,11 @@ async def _read_request(reader: asyncio.StreamReader) -> Seen:
 
 
 @contextmanager
-def serve(answer: Answer, max_requests: int = 50) -> Iterator[Server]:
-    """Run a server whose every answer is ``answer(writer, server)``; yields the Server.
-    On exit, connections still open (a drip, a flood) are cut."""
+def serve(
+    answer: Answer, max_requests: int = 50, tls: ssl.SSLContext | None = None
+) -> Iterator[Server]:
+    """Run a server whose every answer is ``answer(writer, server)``; yields the Server
+    (over TLS with ``tls``). On exit, connections still open (a drip, a flood) are cut."""
     ready = threading.Event()
     server = Server(url="")
     loop = asyncio.new_event_loop()
@@ -74,9 +77,9 @@ def serve(answer: Answer, max_requests: int = 50) -> Iterator[Server]:
             handlers.discard(task)
 
     async def main() -> None:
-        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
         port = listener.sockets[0].getsockname()[1]
-        server.url = f"http://127.0.0.1:{port}/"
+        server.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
         ready.set()
         await stop.wait()
         listener.close()
