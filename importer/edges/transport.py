@@ -30,7 +30,7 @@ from yarl import URL
 from importer import __version__
 from importer.core.delivery import mask, shorten
 from importer.core.hosts import is_loopback
-from importer.errors import EndpointError, RedirectRefused, TransportError, UsageProblem
+from importer.errors import CommandLineProblem, EndpointError, RedirectRefused, TransportError
 
 # Metrix answers are a few hundred bytes; anything far larger is not Metrix talking.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -88,6 +88,7 @@ class HttpTransport:
         self, endpoint: str, app_id: str, api_key: str, concurrency: int, timeout: float
     ) -> None:
         self.endpoint = endpoint
+        check_credentials(app_id, api_key)
         url = URL(endpoint)
         if url.scheme not in ("http", "https") or not url.raw_host:
             raise EndpointError(f"the endpoint {endpoint!r} is not an http(s) URL")
@@ -102,8 +103,8 @@ class HttpTransport:
             f"Host: {host}\r\n"
             f"User-Agent: metrix-importer/{__version__}\r\n"
             "Accept: application/json\r\n"
-            f"X-Application-Id: {_header_value('METRIX_APP_ID', app_id)}\r\n"
-            f"X-API-Key: {_header_value('METRIX_API_KEY', api_key)}\r\n"
+            f"X-Application-Id: {app_id}\r\n"
+            f"X-API-Key: {api_key}\r\n"
             "Content-Type: application/json\r\n"
             "Content-Length: "
         )
@@ -196,21 +197,17 @@ class HttpTransport:
             connection.close()
 
 
-def header_safe(value: str) -> bool:
-    """Whether a credential can be a header value: printable ASCII only. A line break
-    would add headers of its own; anything else is a copying mistake, and how a server
-    reads bytes past ASCII in a header is anyone's guess."""
-    return all(" " <= char <= "~" for char in value)
-
-
-def _header_value(name: str, value: str) -> str:
-    if not header_safe(value):
-        raise UsageProblem(
-            f"{name} contains a line break, a control character or a character that is "
-            "not plain ASCII, which cannot be sent in an HTTP header; check how it was "
-            "copied"
-        )
-    return value
+def check_credentials(app_id: str, api_key: str) -> None:
+    """Credentials become header values: printable ASCII only. A line break would add
+    headers of its own; anything else is a copying mistake, and how a server reads
+    bytes past ASCII in a header is anyone's guess."""
+    for name, value in (("METRIX_APP_ID", app_id), ("METRIX_API_KEY", api_key)):
+        if not all(" " <= char <= "~" for char in value):
+            raise CommandLineProblem(
+                f"{name} contains a line break, a control character or a character that "
+                "is not plain ASCII, which cannot be sent in an HTTP header; check how it "
+                "was copied (a trailing newline from a file is the usual cause)"
+            )
 
 
 class _Redirect(Exception):

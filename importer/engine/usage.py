@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from importer.core.config import Mapping
-from importer.edges.transport import check_endpoint, header_safe
+from importer.edges.transport import check_credentials, check_endpoint
 from importer.engine.runner import SendOptions
 from importer.errors import CommandLineProblem, UsageProblem
 
@@ -32,13 +32,7 @@ def check_run(
                 f"no credentials: set {' and '.join(missing)} in the environment (or pass "
                 "--app-id/--api-key), or use --dry-run to check everything without sending"
             )
-        for name, value in (("METRIX_APP_ID", options.app_id), ("METRIX_API_KEY", options.api_key)):
-            if not header_safe(value):
-                raise CommandLineProblem(
-                    f"{name} contains a line break, a control character or a character "
-                    "that is not plain ASCII, which cannot be sent in an HTTP header; check "
-                    "how it was copied (a trailing newline from a file is the usual cause)"
-                )
+        check_credentials(options.app_id, options.api_key)
     if duplicates == "all" and mapping.time is None:
         raise UsageProblem(
             "--duplicates all sends every row of a user, but the mapping has no `time:` "
