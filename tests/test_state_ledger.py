@@ -73,3 +73,27 @@ def test_a_range_adds_exactly_its_rows(ranges: list[tuple[int, int]]) -> None:
         expected.update(range(first, first + length))
     assert len(rows) == len(expected)
     assert {row for row in range(400) if row in rows} == expected
+
+
+def test_rows_recorded_twice_in_other_spans_count_once(tmp_path: Path) -> None:
+    # A Dask partition run again after its worker died reports its rows again, cut at
+    # other rows; a version from before spans, resuming, writes skipped rows one by one.
+    path = tmp_path / "state.db"
+    store = begin(path)
+    for first, last in ((1, 37), (38, 80), (1, 60), (61, 100)):
+        for row in range(first, last + 1):
+            store.record_skipped("a.csv", row, UNCHANGED)
+        store.checkpoint()
+    assert len(spans(path)) >= 3  # spans overlap (one replaced another starting at row 1)
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO row_done VALUES (1, 0, ?, 'u')", [(row,) for row in range(90, 111)]
+        )
+
+    resumed = begin(path)
+    done = resumed.restored()
+    assert done.skipped == {UNCHANGED: 110} and done.total == 110
+    assert "110 rows already done" in describe_state(path)
+    assert all(resumed.is_done("a.csv", row) for row in range(1, 111))
+    resumed.close()

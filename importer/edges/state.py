@@ -319,12 +319,16 @@ class StateStore:
         """Counts of what the resumed run had already finished."""
         assert self.run is not None
         result = Restored()
-        for status, count in self.db.execute(
-            "SELECT status, COUNT(*) FROM row_done WHERE run_id = ? GROUP BY status "
-            "UNION ALL SELECT status, SUM(last - first + 1) FROM skipped_spans "
-            "WHERE run_id = ? GROUP BY status",
-            (self.run.run_id, self.run.run_id),
-        ):
+        counts = Counter(
+            dict(
+                self.db.execute(
+                    "SELECT status, COUNT(*) FROM row_done WHERE run_id = ? GROUP BY status",
+                    (self.run.run_id,),
+                ).fetchall()
+            )
+        )
+        counts.update(_skipped_in_spans(self.db, self.run.run_id))
+        for status, count in counts.items():
             if status == SENT:
                 result.sent = count
             elif status == FAILED:
@@ -670,10 +674,35 @@ def _pending_rows(db: sqlite3.Connection) -> Counter[int]:
     for run, count in db.execute("SELECT run_id, COUNT(*) FROM row_done GROUP BY run_id"):
         pending[run] += count
     with contextlib.suppress(sqlite3.OperationalError):
-        query = "SELECT run_id, SUM(last - first + 1) FROM skipped_spans GROUP BY run_id"
-        for run, count in db.execute(query):
-            pending[run] += count
+        for (run,) in db.execute("SELECT DISTINCT run_id FROM skipped_spans").fetchall():
+            pending[run] += sum(_skipped_in_spans(db, run).values())
     return pending
+
+
+def _skipped_in_spans(db: sqlite3.Connection, run_id: int) -> Counter[str]:
+    """Rows skipped in ``run_id``'s spans, by status: each row once, however often it was
+    recorded (a Dask partition run again after its worker died reports its rows again,
+    cut into other spans), and none that ``row_done`` holds too (where a version from
+    before spans recorded it while resuming)."""
+    in_rows: dict[int, RowSet] = {}
+    for source, row in db.execute("SELECT source, row FROM row_done WHERE run_id = ?", (run_id,)):
+        in_rows.setdefault(source, RowSet()).add(row)
+    counts: Counter[str] = Counter()
+    current, reach = -1, -1  # the source, and the last row its spans so far cover
+    query = (
+        "SELECT source, first, last, status FROM skipped_spans WHERE run_id = ? "
+        "ORDER BY source, first"
+    )
+    for source, first, last, status in db.execute(query, (run_id,)):
+        if source != current:
+            current, reach = source, -1
+        if last <= reach:
+            continue  # inside spans already counted
+        first, reach = max(first, reach + 1), last
+        recorded = in_rows.get(source)
+        also_in_rows = len(recorded.between(first, last)) if recorded is not None else 0
+        counts[status] += last - first + 1 - also_in_rows
+    return counts
 
 
 def _parts_done(db: sqlite3.Connection) -> dict[int, int]:
