@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from importer.edges import transport
 from importer.edges.transport import (
     MAX_ANSWER_BYTES,
     HttpTransport,
@@ -80,8 +81,19 @@ CHUNKED = "Transfer-Encoding: chunked"
     ],
 )  # fmt: skip
 def test_answers_are_read_whole(
-    answer: bytes, expected: tuple[int, bytes, str | None], keep_alive: bool
+    answer: bytes,
+    expected: tuple[int, bytes, str | None],
+    keep_alive: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    transport._KNOWN_HEADS.clear()
+    assert read(answer) == (expected, keep_alive)
+
+    # The second time, its head is known: read the same, without being parsed again.
+    def parse_again(*_: object) -> None:
+        raise AssertionError("a known head was parsed again")
+
+    monkeypatch.setattr(_AnswerReader, "_use_head", parse_again)
     assert read(answer) == (expected, keep_alive)
 
 
