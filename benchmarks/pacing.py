@@ -2,22 +2,24 @@
 
 Each scenario runs the real ``metrix-import run`` with **default options** (no
 ``--concurrency``, no ``--rate``) against a fresh sandbox with the scenario's faults (or,
-for the zero-latency target, ``benchmarks/null_endpoint.py``: "an endpoint that costs
-nothing"), and beside it the same run at a fixed ``--concurrency 16`` (the old default)
-for comparison. users/s = rows sent / wall time of the whole command; the 429 share and
-the server-side median latency come from the endpoint's own counters. Figures, not
-tests: nothing here is asserted in ``make test``.
+for the zero-latency target, "an endpoint that costs nothing": nginx ``return 200`` when
+nginx is installed, else ``benchmarks/null_endpoint.py``), and beside it the same run
+at a fixed ``--concurrency 16`` (the old default) for comparison. users/s = rows sent /
+wall time of the whole command; the 429 share and the server-side median latency come
+from the endpoint's own counters. Figures, not tests: nothing here is asserted in
+``make test``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: only benchmarks/ is on sys.path
     sys.path.insert(0, str(REPO))
 
-from benchmarks import datagen, null_endpoint  # noqa: E402
+from benchmarks import datagen, nginx_endpoint, null_endpoint  # noqa: E402
 from benchmarks.run import MAPPING, importer_command, run_child, sandbox, serving  # noqa: E402
 
 RESULTS = REPO / "bench" / "pacing.json"
@@ -42,7 +44,8 @@ class Scenario:
     minimum_users_per_second: float | None  # None: for reference, no target
     max_429_share: float | None = None
     max_server_p50_ms: float | None = None
-    endpoint: str = "sandbox"  # or "null": answers at once and costs next to nothing
+    # or "cheap": answers at once and costs next to nothing (nginx when installed)
+    endpoint: str = "sandbox"
 
 
 SCENARIOS = (
@@ -64,7 +67,7 @@ SCENARIOS = (
     Scenario(
         "local", "zero latency, no limit (an endpoint that costs next to nothing)",
         (),
-        50_000, "≥ 8,000 users/s", 8000, endpoint="null",
+        50_000, "≥ 8,000 users/s", 8000, endpoint="cheap",
     ),
     Scenario(
         "local-sandbox", "zero latency, the sandbox (its own CPU on the same 2 cores)",
@@ -80,16 +83,34 @@ def _stats(url: str) -> dict[str, Any]:
     return data
 
 
+def _endpoint_name(scenario: Scenario) -> str:
+    if scenario.endpoint == "sandbox":
+        return "sandbox"
+    return "nginx" if nginx_endpoint.available() else "benchmarks/null_endpoint.py"
+
+
+@contextlib.contextmanager
+def _endpoint(
+    scenario: Scenario, folder: Path
+) -> Iterator[tuple[str, Callable[[], dict[str, Any]]]]:
+    """The scenario's endpoint: its URL, and how to read its counters afterwards."""
+    if scenario.endpoint == "sandbox":
+        with sandbox(folder / "sandbox", *scenario.faults) as url:
+            yield url, lambda: _stats(url)
+    elif nginx_endpoint.available():
+        with nginx_endpoint.serving(folder / "nginx") as nginx:
+            yield nginx.url, nginx.stats
+    else:
+        command = [sys.executable, "-m", "benchmarks.null_endpoint"]
+        with serving(folder / "endpoint", command, null_endpoint.READY_PREFIX) as url:
+            yield url, lambda: _stats(url)
+
+
 def measure(scenario: Scenario, source: Path, work: Path, *pace: str) -> dict[str, Any]:
     label = f"{scenario.key}{'-fixed' if pace else ''}"
     folder = work / label
     folder.mkdir(parents=True)
-    if scenario.endpoint == "null":
-        server = serving(folder / "endpoint", [sys.executable, "-m", "benchmarks.null_endpoint"],
-                         null_endpoint.READY_PREFIX)  # fmt: skip
-    else:
-        server = sandbox(folder / "sandbox", *scenario.faults)
-    with server as url:
+    with _endpoint(scenario, folder) as (url, stats_of):
         child = run_child(
             importer_command(
                 "run", source, "--mapping", MAPPING, "--endpoint", url, "--no-progress",
@@ -98,7 +119,7 @@ def measure(scenario: Scenario, source: Path, work: Path, *pace: str) -> dict[st
             ),
             folder, label,
         )  # fmt: skip
-        stats = _stats(url)
+        stats = stats_of()
     summary = json.loads((folder / "summary.json").read_text())
     requests = max(stats["requests"], 1)
     limited = stats["responses_by_status"].get("429", 0)
@@ -112,8 +133,9 @@ def measure(scenario: Scenario, source: Path, work: Path, *pace: str) -> dict[st
         "server_p50_ms": stats["latency_ms"]["p50"],
         # The importer's own CPU (reading and mapping included) per request made.
         "client_cpu_us_per_request": round(1e6 * child.cpu_seconds / requests),
-        # The null endpoint's own CPU, whole run (the sandbox does not report it).
+        # The cheap endpoint's own CPU, whole run (the sandbox does not report it).
         "endpoint_cpu_seconds": stats.get("cpu_seconds"),
+        "endpoint": _endpoint_name(scenario),
         "load_average": [round(load, 2) for load in os.getloadavg()],
         "pacing": summary.get("pacing"),
     }
@@ -138,6 +160,7 @@ def describe(scenario: Scenario, entry: dict[str, Any]) -> str:
         f"429 {auto['share_429']:.1%}, server p50 {auto['server_p50_ms']} ms, "
         f"client {auto['client_cpu_us_per_request']} µs CPU/request, "
         f"ended at {auto['pacing']} [{entry['verdict']}; target {scenario.target}]"
+        f" (endpoint: {auto['endpoint']})"
     )
     fixed = entry.get("fixed16")
     if fixed:
