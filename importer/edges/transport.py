@@ -56,6 +56,10 @@ class Response:
     retry_after: str | None = None
 
 
+# One shared answer for each common success: nothing of it varies.
+_SUCCESS = {status: Response(status) for status in (200, 201, 202, 204)}
+
+
 class Transport(Protocol):
     """Sends one request body."""
 
@@ -154,7 +158,7 @@ class HttpTransport:
         finally:
             self._release(connection)
         if 200 <= status < 300:
-            return Response(status)
+            return _SUCCESS.get(status) or Response(status)
         return Response(status, raw[:2000].decode("utf-8", "replace"), retry_after)
 
     def _sweep(self) -> None:
