@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import uuid
 from typing import Any
 
@@ -258,3 +259,14 @@ def test_check_row_finds_exactly_the_problems_map_row_finds(row: list[str]) -> N
         assert isinstance(checked, MappedRow)
     else:
         assert checked == full
+
+
+def test_a_row_survives_pickling_whether_mapped_here_or_carried_as_content() -> None:
+    mapped = mapper().map_row(GOOD)
+    assert isinstance(mapped, MappedRow)
+    carried = MappedRow.from_content(mapped.user_id, mapped.time, mapped.content,
+                                     mapped.notes, mapped.body)  # fmt: skip
+    for row in (mapped, carried):
+        back = pickle.loads(pickle.dumps(row))
+        assert back.message == mapped.message  # the carried row's fields come from its JSON
+        assert (back.content, back.body, back.notes) == (mapped.content, mapped.body, mapped.notes)

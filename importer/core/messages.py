@@ -124,6 +124,26 @@ class MappedRow:
     def __repr__(self) -> str:
         return f"MappedRow({self.user_id!r}, {self.time!r}, {self.fields!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By default the marker of a row carried as content JSON would come back as an
+        # ordinary empty dict, and ``message`` would lose every field.
+        fields = None if self.fields is _LAZY else self.fields
+        return (_restored, (self.user_id, self.time, fields, self._content, self.notes,
+                            self._body))  # fmt: skip
+
+
+def _restored(
+    user_id: str,
+    time: int,
+    fields: dict[str, Any] | None,
+    content: str | None,
+    notes: tuple[str, ...],
+    body: bytes | None,
+) -> MappedRow:
+    row = MappedRow(user_id, time, _LAZY if fields is None else fields, content, notes)
+    row._body = body
+    return row
+
 
 # Marks the fields of a row that arrived as content JSON (never mutated).
 _LAZY: dict[str, Any] = {}
