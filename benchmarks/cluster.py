@@ -27,10 +27,11 @@ if str(REPO) not in sys.path:  # run as a script: only benchmarks/ is on sys.pat
 
 from benchmarks.run import (  # noqa: E402
     MAPPING,
+    MB,
     ROWS_CSV,
     DataFile,
+    generate_inputs,
     importer_command,
-    prepare_inputs,
     run_child,
     sandbox,
 )
@@ -63,7 +64,7 @@ def measure(label: str, source: Path, work: Path, *engine: str) -> dict[str, Any
         "users_per_second": round(summary["rows_sent"] / child.wall_seconds, 1),
         "partitions": summary.get("partitions"),
         "pacing": summary.get("pacing"),
-        "peak_rss_mb_coordinator": round(child.maxrss_kib / 1024, 1),
+        "peak_rss_mb_coordinator": round(child.maxrss_kib * 1024 / MB, 1),
     }
 
 
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="Dask workers (2)")
     args = parser.parse_args(argv)
     data = DataFile("csv", args.rows)
-    prepare_inputs([data])
+    generate_inputs([data])
     with tempfile.TemporaryDirectory(prefix="metrix-cluster-") as tmp:
         work = Path(tmp)
         local = measure("local", data.path, work)

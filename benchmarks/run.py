@@ -270,25 +270,25 @@ def prepare_inputs(files: Sequence[DataFile]) -> None:
     print(f"inputs: generated in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def _own_rss_mb() -> float:
-    """This process's resident size now (0 where /proc is not there)."""
+def own_peak_mb() -> float:
+    """This process's peak resident size so far (0 where /proc is not there)."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return 0.0
-    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), 0)
     return int(kib) * 1024 / MB
 
 
-def _in_child(work: Callable[[list[DataFile]], None], files: list[DataFile]) -> None:
-    """Run ``work`` in a forked process, so this one stays small.
+def generate_inputs(files: list[DataFile]) -> None:
+    """``prepare_inputs`` in a forked process, so this one stays small.
 
-    Linux counts a child's peak resident size from the moment it is forked: the pages of
-    the process that forked it count until it runs its own program. Generating the inputs
-    here grew this process to about 200 MB, and every measurement after it read 200 MB
-    whatever it really used.
+    Linux starts a child's peak resident size at its parent's peak when it is forked (the
+    memory's high-water mark is copied, and kept when the child runs its own program).
+    Generating the inputs here grew this process to about 200 MB, and every measurement
+    after it read 200 MB whatever it really used.
     """
-    process = multiprocessing.get_context("fork").Process(target=work, args=(files,))
+    process = multiprocessing.get_context("fork").Process(target=prepare_inputs, args=(files,))
     process.start()
     process.join()
     if process.exitcode != 0:
@@ -867,7 +867,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "frame": [parquet_1m], "xlsx": [workbook], "run": [run_file],
         "latency": [run_file], "changed": [run_file], "memory": [csv_1m, csv_5m],
     }  # fmt: skip
-    _in_child(prepare_inputs, [data for name in selected for data in needs[name]])
+    generate_inputs([data for name in selected for data in needs[name]])
 
     sent_on = "1M rows" if args.full else f"first {run_file.rows:,} rows"
     print(f"\nmeasuring ({args.repeat} run(s) each; `run` on the {sent_on}) ...", flush=True)
@@ -930,8 +930,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{render(results)}")
     print(
         "\nrows/s = rows_total / wall seconds of the whole command (start-up included); "
-        "peak RSS = the largest ru_maxrss of the runs (it counts this process's own "
-        f"{_own_rss_mb():.0f} MB at least: a child's peak starts from its parent's size)."
+        "peak RSS = the largest ru_maxrss of the runs (never below this process's own peak, "
+        f"{own_peak_mb():.0f} MB: a child's peak starts from its parent's)."
     )
     if old is not None:
         print(f"\n{compare(old, _load_results(args.output))}")

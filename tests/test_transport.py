@@ -401,3 +401,12 @@ def test_an_address_that_does_not_answer_is_passed_over_for_the_next() -> None:
 
     with servers.serve(answering(wire(OK, "Content-Length: 2", body=b"{}"))) as server:
         assert asyncio.run(go(server.url)) == [200, 200]
+
+
+def test_only_small_heads_are_remembered() -> None:
+    transport._KNOWN_HEADS.clear()
+    padded = wire(OK, "X-Padding: " + "x" * 5000, "Content-Length: 0")
+    assert read(padded) == ((200, b"", None), True)
+    assert not transport._KNOWN_HEADS  # a CDN's 5 KB of headers is not kept
+    assert read(wire(OK, "Content-Length: 0")) == ((200, b"", None), True)
+    assert len(transport._KNOWN_HEADS) == 1

@@ -45,6 +45,7 @@ _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 # on nothing but their bytes, so an answer read from here is read exactly as parsed.
 _KNOWN_HEADS: dict[bytes, tuple[int, str | None, bool, str, int]] = {}
 _KNOWN_HEADS_MAX = 32
+_KNOWN_HEAD_BYTES = 4096  # a larger head is unusual, and not worth holding on to
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,10 +391,11 @@ class _AnswerReader:
                     raise _malformed("the server switched protocols")
                 continue  # e.g. 100 Continue: the real answer follows
             self._use_head(status, lines)
-            if len(_KNOWN_HEADS) >= _KNOWN_HEADS_MAX:
-                _KNOWN_HEADS.clear()
-            _KNOWN_HEADS[head] = (self._status, self._retry_after, self.keep_alive,
-                                  self._framing, self._length)  # fmt: skip
+            if len(head) <= _KNOWN_HEAD_BYTES:
+                if len(_KNOWN_HEADS) >= _KNOWN_HEADS_MAX:
+                    _KNOWN_HEADS.clear()
+                _KNOWN_HEADS[head] = (self._status, self._retry_after, self.keep_alive,
+                                      self._framing, self._length)  # fmt: skip
             return True
 
     def _use_head(self, status: int, lines: list[bytes]) -> None:
