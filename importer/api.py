@@ -259,7 +259,7 @@ def run(
                 result = run_on_cluster(
                     paths, chosen, options, outputs, cluster, retry=retry,
                     duplicates=duplicates, allow_insecure=allow_insecure, client=client,
-                    state_path=state_path, restart=restart,
+                    state_path=state_path, restart=restart, signals=False,
                 )  # fmt: skip
             else:
                 result = run_job(

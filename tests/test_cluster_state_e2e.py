@@ -18,7 +18,7 @@ import pytest
 
 from importer.core.outcome import SkipReason
 from tests.cli_helpers import assert_no_traceback
-from tests.e2e import credentials, run_cli, summary
+from tests.e2e import credentials, failure_rows, run_cli, summary
 from tests.sandbox_helpers import MakeSandbox, Sandbox
 from tests.test_run_e2e import wait_for
 
@@ -215,8 +215,9 @@ def test_a_run_stopped_by_a_revoked_key_resumes_with_every_unsent_row_and_no_oth
     assert len(ids) == 400 and set(ids.values()) == {1}
 
 
-def test_ctrl_c_on_the_coordinator_says_the_run_resumes_with_its_state(
-    make_sandbox: MakeSandbox, tmp_path: Path
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_the_partitions_writes_the_reports_and_the_run_resumes(
+    make_sandbox: MakeSandbox, tmp_path: Path, signum: signal.Signals
 ) -> None:
     sb = make_sandbox("--latency-ms", "20")
     data, mapping = _input(tmp_path, 1000)
@@ -224,17 +225,41 @@ def test_ctrl_c_on_the_coordinator_says_the_run_resumes_with_its_state(
     env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
     env.update(credentials(sb))
     command = _command(data, mapping, state, tmp_path, *DASK)
-    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True) as run:  # fmt: skip
+    # A terminal's Ctrl-C reaches every process of the command, the workers too; a
+    # SIGTERM (a service manager, `timeout`) reaches the coordinator alone.
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as run:  # fmt: skip
         try:
             wait_for(lambda: _state_rows(state, "row_done") >= 50, "50 rows recorded")
-            run.send_signal(signal.SIGINT)
+            if signum == signal.SIGINT:
+                os.killpg(run.pid, signum)
+            else:
+                run.send_signal(signum)
             _, err = run.communicate(timeout=120)
         finally:
-            run.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 130, err
-    assert "Traceback" not in err, err
-    assert f"what was delivered is kept in {state}: run the same command again" in err
+    assert "Traceback" not in err and "distributed" not in err, err
+    assert err.count("the run was interrupted") == 1, err  # said once, not by every worker
+    counts = summary(tmp_path)  # written, and it adds up
+    assert counts["rows_total"] == 1000 and counts["aborted"] == "the run was interrupted"
+    read = counts["rows_valid"] + counts["rows_invalid"]
+    assert counts["rows_total"] == read + counts["rows_unread"]
+    assert 50 <= counts["rows_sent"] < 1000
+    listed = failure_rows(tmp_path / "failures.csv")
+    assert len(listed) == counts["rows_failed"] == 1000 - counts["rows_sent"]
+    assert {row["_stage"] for row in listed} == {"not_sent"}
+    assert len(_ids_per_user(sb)) == counts["rows_sent"]  # what it says it sent, arrived
     shown = subprocess.run([sys.executable, "-m", "importer", "state", str(state)],
                            capture_output=True, text=True, check=True)  # fmt: skip
     assert "interrupted (resumable)" in shown.stdout
+
+    resumed = run_cli(sb, tmp_path, data, "-m", mapping, *DASK, "--state", state, timeout=300)
+    assert_no_traceback(resumed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed: {counts['rows_sent']} rows were already done before" in resumed.stdout
+    assert summary(tmp_path)["rows_sent"] == 1000  # the whole job, the first run's rows too
+    ids = _ids_per_user(sb)
+    assert len(ids) == 1000 and set(ids.values()) == {1}  # each user once

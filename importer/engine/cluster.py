@@ -24,10 +24,13 @@ Dask is imported only here, and only when a run asks for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import itertools
 import logging
+import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -150,12 +153,21 @@ def run_on_cluster(
     client: Any = None,
     state_path: str | None = None,
     restart: bool = False,
+    signals: bool = True,
 ) -> JobResult:
     """Import the inputs on a Dask cluster (``client``, a ``distributed.Client``, or one
-    made from ``cluster``); with ``state_path``, resumably (kept by this process)."""
+    made from ``cluster``); with ``state_path``, resumably (kept by this process).
+
+    With ``signals`` (the command line), Ctrl-C and SIGTERM while partitions run stop
+    them in order and the reports are written (``_Interruption``); a library caller
+    keeps its own signal handling."""
     started = time.monotonic()
     check_run(options, mapping, duplicates=duplicates, state_path=state_path,
               allow_insecure=allow_insecure)  # fmt: skip
+    if signals and threading.current_thread() is threading.main_thread():
+        # Until the partitions run, SIGTERM stops the run as Ctrl-C does (with a
+        # message), not silently.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     inputs = expand_inputs(patterns, mapping)
     # Every output must be creatable, and none may be an input, before anything is sent.
     check_outputs(outputs.named(state_path), sorted({item.path for item in inputs}))
@@ -196,8 +208,11 @@ def run_on_cluster(
             naming = users if options.only_changed else None
             reports = None if inbox is None else Inbox(dask, inbox)
             dispatch = _Dispatch(todo, send, state, naming, window, reports)
+            if signals:
+                dispatch.waiting = _Interruption(stop)
             try:
-                results = _collect(dispatch, outputs.progress, started)
+                with _signals_routed(dispatch.waiting):
+                    results = _collect(dispatch, outputs.progress, started)
             finally:
                 if dispatch.inbox is not None:
                     dispatch.inbox.close()
@@ -280,6 +295,7 @@ class _Dispatch:
         distributed: Any = importlib.import_module("distributed")
         self.pieces, self.send, self.state, self.users = pieces, send, state, users
         self.inbox = inbox  # the workers' reports on the way, with --state
+        self.waiting: _Interruption | None = None  # told while waiting, with signals
         self.running = distributed.as_completed()
         self.where: dict[str, tuple[int, bool]] = {}  # future key: (piece, naming users)
         self.upcoming = iter(range(len(pieces)))
@@ -322,14 +338,57 @@ class _Dispatch:
             yield index, result
 
     def _next(self) -> Any:
-        """The next finished future; meanwhile, what the workers report is recorded."""
-        inbox, state = self.inbox, self.state
-        if inbox is None or state is None:
-            return next(self.running)
+        """The next finished future; meanwhile, what the workers report is recorded
+        and an interruption is passed on."""
+        inbox, state, waiting = self.inbox, self.state, self.waiting
         while not self.running.has_ready():
-            inbox.drain(state)
-            time.sleep(0.25)
+            if inbox is not None and state is not None:
+                inbox.drain(state)
+            if waiting is not None:
+                waiting.check()
+            time.sleep(0.1)
         return next(self.running)
+
+
+class _Interruption:
+    """Ctrl-C or SIGTERM while the partitions run. The first asks every partition to
+    stop as a single-machine run does — requests under way may finish, its other rows
+    go to the failure CSV unsent — so the reports are still written; partitions not
+    started yet see it too and send nothing. The second stops at once.
+
+    The signal only counts; the stop is passed on between two waits, never in the
+    middle of recording a finished partition."""
+
+    def __init__(self, stop: str) -> None:
+        self.stop = stop  # the cluster's stop flag (see ``_DaskFlag``)
+        self.signals = 0
+        self.passed_on = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.signals and not self.passed_on:
+            self.passed_on = True
+            log.warning("interrupted: stopping every partition and listing what it did "
+                        "not send (Ctrl-C again to stop at once)")  # fmt: skip
+            _DaskFlag(self.stop).set([AbortCode.INTERRUPTED.value, "the run was interrupted"])
+
+
+@contextlib.contextmanager
+def _signals_routed(interruption: _Interruption | None) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``interruption`` for the block (main thread only)."""
+    if interruption is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, interruption) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _collect(dispatch: _Dispatch, progress: bool, started: float) -> list[PieceResult]:
@@ -472,7 +531,7 @@ async def _send(runner: Runner, reading: Any, shared: SharedStop | None) -> None
         return
     found = await asyncio.to_thread(shared.seen)
     if found is not None:  # the run is over: send nothing, report every row
-        runner.stop.trigger(found)
+        runner.stop.trigger(found, announce=False)  # the coordinator says it once
     watcher = asyncio.create_task(shared.watch(runner.stop))
     try:
         await runner.run(reading, reading.leftovers(), reading.fraction)
@@ -632,6 +691,21 @@ def _for_label(plan: DuplicatePlan, label: str) -> DuplicatePlan:
     return mine
 
 
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start the local workers ignoring SIGINT (they inherit it). A terminal's Ctrl-C
+    reaches every process of the command, workers included; they must keep running so
+    that the coordinator can stop their partitions in order and collect what they did."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be changed from the main thread
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 class _client:
     """The given client, or one on a scheduler's address, or on a local cluster."""
 
@@ -651,8 +725,10 @@ class _client:
         if self.cluster.scheduler:
             client = distributed.Client(self.cluster.scheduler)
         else:
-            local = distributed.LocalCluster(n_workers=self.cluster.workers, threads_per_worker=1,
-                                 processes=True, dashboard_address=":0")  # fmt: skip
+            with _workers_ignore_ctrl_c():
+                local = distributed.LocalCluster(n_workers=self.cluster.workers,
+                                                 threads_per_worker=1, processes=True,
+                                                 dashboard_address=":0")  # fmt: skip
             self.owned.append(local)
             client = distributed.Client(local)
         self.owned.insert(0, client)
@@ -735,6 +811,7 @@ def _add(total: Summary, part: Summary) -> None:
     total.rows_total += part.rows_total
     total.rows_valid += part.rows_valid
     total.rows_invalid += part.rows_invalid
+    total.rows_unread += part.rows_unread
     total.rows_sent += part.rows_sent
     total.rows_failed += part.rows_failed
     total.rows_skipped += part.rows_skipped

@@ -65,10 +65,11 @@ class Stop:
     def reason(self) -> str:
         return self.abort.reason if self.abort is not None else "run stopped"
 
-    def trigger(self, abort: Abort) -> None:
+    def trigger(self, abort: Abort, announce: bool = True) -> None:
         if self.abort is None:
             self.abort = abort
-            log.error("%s", abort.reason)
+            if announce:
+                log.error("%s", abort.reason)
         self.reading.set()
 
     def fail(self, exc: BaseException) -> None:

@@ -454,6 +454,6 @@ class SharedStop:
                 return
             found = await asyncio.to_thread(self.seen)
             if found is not None:
-                stop.trigger(found)
+                stop.trigger(found, announce=False)  # said once, not by every worker
                 return
             await asyncio.sleep(self.poll)
