@@ -263,3 +263,35 @@ def test_ctrl_c_stops_the_partitions_writes_the_reports_and_the_run_resumes(
     assert summary(tmp_path)["rows_sent"] == 1000  # the whole job, the first run's rows too
     ids = _ids_per_user(sb)
     assert len(ids) == 1000 and set(ids.values()) == {1}  # each user once
+
+
+def test_a_stop_while_the_cluster_starts_sends_nothing_and_lists_every_row(
+    make_sandbox: MakeSandbox, tmp_path: Path
+) -> None:
+    sb = make_sandbox()
+    data, mapping = _input(tmp_path, 300)
+    state = tmp_path / "s.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
+    env.update(credentials(sb))
+    command = _command(data, mapping, state, tmp_path, *DASK)
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as run:  # fmt: skip
+        try:
+            assert run.stderr is not None
+            for line in run.stderr:  # logged just before the local cluster starts
+                if "partitions for 1 input" in line:
+                    break
+            run.send_signal(signal.SIGTERM)
+            _, err = run.communicate(timeout=120)
+        finally:
+            run.kill()
+    assert run.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert (tmp_path / "summary.json").exists(), err
+    counts = summary(tmp_path)
+    assert (counts["rows_total"], counts["rows_sent"], counts["rows_failed"]) == (300, 0, 300)
+    read = counts["rows_valid"] + counts["rows_invalid"]
+    assert counts["rows_total"] == read + counts["rows_unread"]
+    listed = failure_rows(tmp_path / "failures.csv")
+    assert len(listed) == 300 and {row["_error"] for row in listed} == {"the run was interrupted"}
+    assert sb.stats()["requests"] == 0

@@ -128,11 +128,12 @@ class MappedRow:
         # By default the marker of a row carried as content JSON would come back as an
         # ordinary empty dict, and ``message`` would lose every field.
         fields = None if self.fields is _LAZY else self.fields
-        return (_restored, (self.user_id, self.time, fields, self._content, self.notes,
-                            self._body))  # fmt: skip
+        return (_restored, (type(self), self.user_id, self.time, fields, self._content,
+                            self.notes, self._body))  # fmt: skip
 
 
 def _restored(
+    kind: type[MappedRow],
     user_id: str,
     time: int,
     fields: dict[str, Any] | None,
@@ -140,7 +141,7 @@ def _restored(
     notes: tuple[str, ...],
     body: bytes | None,
 ) -> MappedRow:
-    row = MappedRow(user_id, time, _LAZY if fields is None else fields, content, notes)
+    row = kind(user_id, time, _LAZY if fields is None else fields, content, notes)
     row._body = body
     return row
 

@@ -172,10 +172,16 @@ def run_on_cluster(
     # Every output must be creatable, and none may be an input, before anything is sent.
     check_outputs(outputs.named(state_path), sorted({item.path for item in inputs}))
     state = ClusterState(state_path, inputs, mapping, restart) if state_path else None
+    stop = f"metrix-stop-{uuid.uuid4().hex}"  # set on Ctrl-C, or by a worker refused its key
+    interruption = _Interruption(stop) if signals else None
+    routed: dict[int, Any] = {}
     try:
         job = Job(inputs, mapping, run_start_millis() if state is None else state.run_time_ms)
         planner = _Planner(job, cluster.rows_per_partition)
         plan = job.duplicate_plan(duplicates, outputs.progress, planner.open)
+        # From here until the reports are written, a first Ctrl-C or SIGTERM is counted,
+        # not raised, and stops the partitions in order (``_Interruption``).
+        routed = _route_signals(interruption)
         pieces = list(planner.pieces())
         log.info("%d partitions for %d input(s)", len(pieces), len(job.inputs))
         todo = [piece for piece in pieces if state is None or piece.key not in state.parts]
@@ -184,7 +190,6 @@ def run_on_cluster(
         with _client(cluster, client) as dask:
             if _has_dashboard(dask, cluster, client):
                 log.warning("Dask dashboard: %s", dask.dashboard_link)
-            stop = f"metrix-stop-{uuid.uuid4().hex}"  # set by a worker whose key is refused
             keeper, share = None, max(1, len(dask.scheduler_info().get("workers", {})))
             adaptive = options.pacing_config()
             if not options.dry_run and (options.rate is not None or adaptive is not None):
@@ -207,27 +212,36 @@ def run_on_cluster(
             window = 2 * max(2, len(dask.scheduler_info()["workers"]))
             naming = users if options.only_changed else None
             reports = None if inbox is None else Inbox(dask, inbox)
+            if interruption is not None:
+                interruption.check()  # stopped while the cluster started: nothing is sent
             dispatch = _Dispatch(todo, send, state, naming, window, reports)
-            if signals:
-                dispatch.waiting = _Interruption(stop)
+            dispatch.waiting = interruption
             try:
-                with _signals_routed(dispatch.waiting):
-                    results = _collect(dispatch, outputs.progress, started)
+                results = _collect(dispatch, outputs.progress, started)
             finally:
                 if dispatch.inbox is not None:
                     dispatch.inbox.close()
+            _DaskFlag.forget(stop)  # a scheduler that outlives the run keeps nothing
             pacing = _pacing(keeper)
         return _conclude(job, results, plan, options, outputs, patterns, started, state,
                          len(pieces), pacing)  # fmt: skip
     except KeyboardInterrupt:
-        raise Interrupted(_interrupted(state_path)) from None
+        raise Interrupted(_interrupted(state_path, started=bool(routed))) from None
     finally:
+        _restore_signals(routed)
         if state is not None:
             state.close()
 
 
-def _interrupted(state_path: str | None) -> str:
-    """What a Ctrl-C of the coordinator leaves, and how to go on."""
+def _interrupted(state_path: str | None, started: bool = True) -> str:
+    """What a Ctrl-C of the coordinator leaves, and how to go on (``started``: whether
+    the partitions had been handed to the cluster)."""
+    if not started:
+        return (
+            "interrupted before any partition started: this run sent nothing"
+            + (f" (what earlier runs did is kept in {state_path})" if state_path else "")
+            + "; run the same command again to start"
+        )
     said = "interrupted: the partitions under way were stopped; no summary or failure CSV "
     if state_path:
         return (
@@ -377,18 +391,16 @@ class _Interruption:
             _DaskFlag(self.stop).set([AbortCode.INTERRUPTED.value, "the run was interrupted"])
 
 
-@contextlib.contextmanager
-def _signals_routed(interruption: _Interruption | None) -> Iterator[None]:
-    """SIGINT and SIGTERM go to ``interruption`` for the block (main thread only)."""
+def _route_signals(interruption: _Interruption | None) -> dict[int, Any]:
+    """SIGINT and SIGTERM to ``interruption`` (main thread only); the handlers before."""
     if interruption is None or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = {sig: signal.signal(sig, interruption) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
+        return {}
+    return {sig: signal.signal(sig, interruption) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(before: dict[int, Any]) -> None:
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
 
 
 def _collect(dispatch: _Dispatch, progress: bool, started: float) -> list[PieceResult]:
@@ -556,6 +568,14 @@ class _DaskFlag:
         self.value.set(value)
         self.event.set()
 
+    @staticmethod
+    def forget(name: str) -> None:
+        """Remove the flag from the scheduler (one that serves other runs keeps it)."""
+        distributed: Any = importlib.import_module("distributed")
+        with contextlib.suppress(Exception):  # already gone, or the scheduler is
+            distributed.Variable(name).delete()
+            distributed.Event(name).clear()
+
 
 class _PieceJob(Job):
     """A job of one input whose records are those of one partition."""
@@ -691,21 +711,6 @@ def _for_label(plan: DuplicatePlan, label: str) -> DuplicatePlan:
     return mine
 
 
-@contextlib.contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Start the local workers ignoring SIGINT (they inherit it). A terminal's Ctrl-C
-    reaches every process of the command, workers included; they must keep running so
-    that the coordinator can stop their partitions in order and collect what they did."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be changed from the main thread
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
-
-
 class _client:
     """The given client, or one on a scheduler's address, or on a local cluster."""
 
@@ -725,10 +730,9 @@ class _client:
         if self.cluster.scheduler:
             client = distributed.Client(self.cluster.scheduler)
         else:
-            with _workers_ignore_ctrl_c():
-                local = distributed.LocalCluster(n_workers=self.cluster.workers,
-                                                 threads_per_worker=1, processes=True,
-                                                 dashboard_address=":0")  # fmt: skip
+            local = distributed.LocalCluster(n_workers=self.cluster.workers, threads_per_worker=1,
+                                             processes=True, dashboard_address=":0",
+                                             preload=["importer.engine.dask_worker"])  # fmt: skip
             self.owned.append(local)
             client = distributed.Client(local)
         self.owned.insert(0, client)
