@@ -175,6 +175,7 @@ def run_on_cluster(
     stop = f"metrix-stop-{uuid.uuid4().hex}"  # set on Ctrl-C, or by a worker refused its key
     interruption = _Interruption(stop) if signals else None
     routed: dict[int, Any] = {}
+    handed = False  # whether the partitions were handed to the cluster
     try:
         job = Job(inputs, mapping, run_start_millis() if state is None else state.run_time_ms)
         planner = _Planner(job, cluster.rows_per_partition)
@@ -215,7 +216,7 @@ def run_on_cluster(
             if interruption is not None:
                 interruption.check()  # stopped while the cluster started: nothing is sent
             dispatch = _Dispatch(todo, send, state, naming, window, reports)
-            dispatch.waiting = interruption
+            dispatch.waiting, handed = interruption, True
             try:
                 results = _collect(dispatch, outputs.progress, started)
             finally:
@@ -226,17 +227,17 @@ def run_on_cluster(
         return _conclude(job, results, plan, options, outputs, patterns, started, state,
                          len(pieces), pacing)  # fmt: skip
     except KeyboardInterrupt:
-        raise Interrupted(_interrupted(state_path, started=bool(routed))) from None
+        raise Interrupted(_interrupted(state_path, handed)) from None
     finally:
         _restore_signals(routed)
         if state is not None:
             state.close()
 
 
-def _interrupted(state_path: str | None, started: bool = True) -> str:
-    """What a Ctrl-C of the coordinator leaves, and how to go on (``started``: whether
+def _interrupted(state_path: str | None, handed: bool) -> str:
+    """What a Ctrl-C of the coordinator leaves, and how to go on (``handed``: whether
     the partitions had been handed to the cluster)."""
-    if not started:
+    if not handed:
         return (
             "interrupted before any partition started: this run sent nothing"
             + (f" (what earlier runs did is kept in {state_path})" if state_path else "")
@@ -365,10 +366,12 @@ class _Dispatch:
 
 
 class _Interruption:
-    """Ctrl-C or SIGTERM while the partitions run. The first asks every partition to
-    stop as a single-machine run does — requests under way may finish, its other rows
-    go to the failure CSV unsent — so the reports are still written; partitions not
-    started yet see it too and send nothing. The second stops at once.
+    """Ctrl-C or SIGTERM from the end of the duplicate check until the reports are
+    written (before it, Ctrl-C stops at once: nothing has been sent). The first asks
+    every partition to stop as a single-machine run does — requests under way may
+    finish, its other rows go to the failure CSV unsent — so the reports are still
+    written; partitions not started yet see it too and send nothing. The second stops
+    at once.
 
     The signal only counts; the stop is passed on between two waits, never in the
     middle of recording a finished partition."""
