@@ -46,6 +46,13 @@ def _ids_per_user(sb: Sandbox) -> dict[str, int]:
         return dict(db.execute(query))
 
 
+def _env(sb: Sandbox) -> dict[str, str]:
+    """This environment without any METRIX_ setting, with the sandbox's credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
+    env.update(credentials(sb))
+    return env
+
+
 def _state_rows(state: Path, table: str) -> int:
     """Rows in a table of the state file (0 before the run has made it), read-only."""
     try:
@@ -95,8 +102,7 @@ def _killed_mid_run(
 ) -> None:
     """Start ``command``, SIGKILL it (alone: its cluster's workers are orphaned, as
     when a coordinator's machine dies) once ``until()``, then end the orphans."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
-    env.update(credentials(sb))
+    env = _env(sb)
     with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as run:  # fmt: skip
@@ -222,8 +228,7 @@ def test_ctrl_c_stops_the_partitions_writes_the_reports_and_the_run_resumes(
     sb = make_sandbox("--latency-ms", "20")
     data, mapping = _input(tmp_path, 1000)
     state = tmp_path / "s.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
-    env.update(credentials(sb))
+    env = _env(sb)
     command = _command(data, mapping, state, tmp_path, *DASK)
     # A terminal's Ctrl-C reaches every process of the command, the workers too; a
     # SIGTERM (a service manager, `timeout`) reaches the coordinator alone.
@@ -271,8 +276,7 @@ def test_a_stop_while_the_cluster_starts_sends_nothing_and_lists_every_row(
     sb = make_sandbox()
     data, mapping = _input(tmp_path, 300)
     state = tmp_path / "s.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("METRIX_")}
-    env.update(credentials(sb))
+    env = _env(sb)
     command = _command(data, mapping, state, tmp_path, *DASK)
     with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as run:  # fmt: skip
